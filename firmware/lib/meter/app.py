@@ -1,0 +1,94 @@
+"""Composition root: builds the board and the services, runs the tasks.
+
+One cooperative asyncio loop. Tasks now: metering (critical), display,
+watchdog, and the board's own services (the simulator's control socket and
+keys). Later features add the menu, Web Admin, MQTT and OTA here.
+"""
+
+import asyncio
+import gc
+import sys
+
+from meter import VERSION, log
+from meter import board as boards
+from meter.atm90e32 import ATM90E32, UWH_PER_LSB
+from meter.audit import AuditLog
+from meter.energy import NAMES, EnergyCounters
+from meter.logstore import LogStore
+from meter.sampler import Sampler
+from meter.settings import Settings
+from meter.supervisor import Supervisor
+
+
+class App:
+    def __init__(self, board):
+        self.board = board
+        self.sup = Supervisor()
+        self.audit = AuditLog(LogStore(board.partition("audit")), board)
+        self.settings = Settings(LogStore(board.partition("config")), self.audit)
+        self.counters = EnergyCounters(LogStore(board.partition("counters")), board,
+                                       self.audit, UWH_PER_LSB,
+                                       self.settings.get("energy.save_min_ms"))
+        meter = ATM90E32(board.meter_spi(), line_freq=self.settings.get("meter.line_freq"))
+        self.sampler = Sampler(meter, self.counters, self.sup,
+                               self.settings.get("meter.tick_ms"))
+        self._stop = asyncio.Event()
+        self.exit_code = 0
+        gc.collect()
+
+    async def run(self):
+        from meter.ui import Ui
+
+        log.info("meter %s on %s, serial %s" % (VERSION, self.board.name, self.board.serial()))
+        self.audit.append("system", "boot", "ok", VERSION)
+        if hasattr(self.board, "add_command"):
+            self.board.add_command("state", self.state)
+            self.board.add_command("quit", self.quit)
+        sup = self.sup
+        sup.spawn("meter", self.sampler.run, critical=True)
+        sup.spawn("display", Ui(self).run)
+        sup.spawn("watchdog", lambda: sup.watchdog(self.board))
+        for name, fn in self.board.services():
+            sup.spawn(name, fn)
+        gc.collect()
+        await self._stop.wait()
+        sup.cancel_all()
+        self.sampler.flush()
+        log.info("stopped; counters saved")
+
+    def quit(self, args=None, code=0):
+        """Orderly stop: final reading and counter save, then exit."""
+        self.exit_code = code
+        self._stop.set()
+        return {"ok": True}
+
+    def state(self, args=None):
+        """Snapshot for the simulator's control socket and the benchmark."""
+        lv = self.sampler.live
+        gc.collect()
+        return {
+            "counters_uwh": dict(zip(NAMES, self.counters.uwh)),
+            "generation": self.counters.generation,
+            "counters_status": self.counters.status,
+            "saves": self.counters.saves,
+            "settings_status": self.settings.status,
+            "fault": self.sampler.fault,
+            "live": {"v": lv.v, "i": lv.i, "p": lv.p, "pf": lv.pf, "freq": lv.freq},
+            "lateness_ms": self.sampler.lateness.summary(),
+            "restarts": self.sup.restarts,
+            "heap_free": gc.mem_free(),
+            "heap_used": gc.mem_alloc(),
+        }
+
+
+def main():
+    board = boards.load()
+    try:
+        app = App(board)
+        asyncio.run(app.run())
+    finally:
+        restore = getattr(sys.modules.get("meter.board.host"), "restore_terminal", None)
+        if restore:
+            restore()
+    if app.exit_code:
+        sys.exit(app.exit_code)

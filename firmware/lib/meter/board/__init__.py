@@ -1,0 +1,52 @@
+"""The board layer: everything the firmware needs from hardware.
+
+Nothing above this package imports `machine`, `esp32` or `network`. A board
+is an object with these members (both `host` and `esp32` implement all):
+
+name                  "host" or "esp32"
+meter_spi()           SPI link to the ATM90E32AS: an object with
+                      `frame(tx, rx)`, one chip-select framed 4-byte
+                      full-duplex transfer (16-bit address with bit 15 = read,
+                      then 16 data bits, MSB first; SPI mode 3).
+display()             128x64 monochrome display: `.fb` is a
+                      framebuf.FrameBuffer (MONO_VLSB, as an SSD1306),
+                      `.show()` pushes it to the panel.
+buttons()             `.read()` -> bitmask of pressed buttons (UP, DOWN, OK).
+partition(label)      raw flash partition, block-device protocol of
+                      esp32.Partition: readblocks(block, buf, offset),
+                      writeblocks(block, buf, offset) programs without erase,
+                      ioctl(4) block count, ioctl(5) block size,
+                      ioctl(6, block) erases one block. Erased bytes read 0xFF;
+                      a byte may be programmed once between erases (encrypted
+                      flash cannot rewrite in place).
+wifi()                Wi-Fi station: `.status()` -> "connected" / "connecting"
+                      / "not configured" / "failed", `.ip()` -> str or None.
+time()                Unix time in seconds (1970 epoch on every port: the
+                      ESP32's 2000 epoch is converted here).
+time_valid()          True once the clock is known to be right (NTP or host).
+watchdog(timeout_ms)  object with `.feed()`.
+reset()               hard reset (does not return).
+serial()              the device's serial number (str).
+security_state()      dict: secure_boot, flash_encryption (bool or None when
+                      the hardware cannot tell).
+files                 directory for small files (certificates, keys).
+"""
+
+BTN_UP = 1
+BTN_DOWN = 2
+BTN_OK = 4
+
+
+def load(name=None, argv=None):
+    """Build the board for this port: `esp32` on the device, `host` elsewhere."""
+    import sys
+
+    if name is None:
+        name = "esp32" if sys.platform == "esp32" else "host"
+    if name == "esp32":
+        from meter.board.esp32 import Esp32Board
+
+        return Esp32Board()
+    from meter.board.host import HostBoard
+
+    return HostBoard(argv if argv is not None else getattr(sys, "argv", []))

@@ -1,0 +1,108 @@
+"""A flash partition kept in a file, with NOR-flash rules.
+
+The host board uses it for every partition, and the esp32 board falls back
+to it when the partition table lacks a label. It behaves like
+esp32.Partition's block protocol, and enforces what real (possibly
+encrypted) flash allows, so that a store which works here works there:
+
+- erased bytes read 0xFF; ioctl(6, block) erases one block;
+- programming touches only erased bytes: writing over programmed data
+  raises OSError(EIO) instead of silently "working" as a file would;
+- programs land in `chunk`-byte pieces, each its own write(2), so a process
+  killed mid-write leaves a torn record, as a power cut does.
+
+A file shorter than the partition (truncated) reads as erased past its end.
+"""
+
+import errno
+import os
+
+IOCTL_BLK_COUNT = 4
+IOCTL_BLK_SIZE = 5
+IOCTL_BLK_ERASE = 6
+
+
+class FilePartition:
+    def __init__(self, path, size, block_size=4096, chunk=16, delay_us=0):
+        self.path = path
+        self.size = size
+        self.block_size = block_size
+        self.chunk = chunk
+        self.delay_us = delay_us
+        self.writes = 0  # programs since start (for wear figures)
+        self.erases = 0
+        try:
+            os.stat(path)
+        except OSError:
+            with open(path, "wb") as f:
+                blank = b"\xff" * block_size
+                for _ in range(size // block_size):
+                    f.write(blank)
+        self._f = open(path, "r+b")
+
+    def close(self):
+        self._f.close()
+
+    def _read(self, addr, buf):
+        f = self._f
+        f.seek(addr)
+        n = f.readinto(buf)
+        n = n or 0
+        for i in range(n, len(buf)):  # past a truncated end: erased
+            buf[i] = 0xFF
+
+    def readblocks(self, block, buf, offset=0):
+        addr = block * self.block_size + offset
+        if addr + len(buf) > self.size:
+            raise OSError(errno.EINVAL)
+        self._read(addr, buf)
+
+    def writeblocks(self, block, buf, offset=None):
+        addr = block * self.block_size + (offset or 0)
+        if addr + len(buf) > self.size:
+            raise OSError(errno.EINVAL)
+        if offset is None:  # esp32.Partition erases first in the 2-arg form
+            for b in range(len(buf) // self.block_size):
+                self.ioctl(IOCTL_BLK_ERASE, block + b)
+        old = bytearray(len(buf))
+        self._read(addr, old)
+        for i in range(len(buf)):
+            if old[i] != 0xFF and old[i] != buf[i]:
+                raise OSError(errno.EIO)  # program over programmed data
+        self.writes += 1
+        f = self._f
+        mv = memoryview(buf)
+        step = self.chunk
+        for i in range(0, len(buf), step):
+            f.seek(addr + i)
+            f.write(mv[i:i + step])
+            f.flush()
+            if self.delay_us:
+                _sleep_us(self.delay_us)
+
+    def ioctl(self, op, arg=None):
+        if op == IOCTL_BLK_COUNT:
+            return self.size // self.block_size
+        if op == IOCTL_BLK_SIZE:
+            return self.block_size
+        if op == IOCTL_BLK_ERASE:
+            self.erases += 1
+            f = self._f
+            f.seek(arg * self.block_size)
+            # Erase in two halves: a cut between them leaves a half-erased
+            # block, as an interrupted erase can on real flash.
+            half = b"\xff" * (self.block_size // 2)
+            f.write(half)
+            f.flush()
+            if self.delay_us:
+                _sleep_us(self.delay_us * 8)
+            f.write(half)
+            f.flush()
+            return 0
+        return 0
+
+
+def _sleep_us(us):
+    import time
+
+    time.sleep_us(us)

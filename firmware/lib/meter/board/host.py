@@ -1,0 +1,373 @@
+"""The host board: the simulator's hardware, for the MicroPython unix port.
+
+- metering IC: IcSim, the ATM90E32AS modelled at register level;
+- display: a framebuffer drawn in the terminal (half blocks) and readable
+  as text and PNG through the control socket;
+- buttons: keys (w/s/enter, arrows) or the control socket;
+- partitions: files in the state directory, with NOR-flash rules;
+- Wi-Fi: simulated.
+
+Options (sys.argv): --state DIR (keeps the simulated flash; default a fresh
+temporary directory, so two instances can run side by side), --profile NAME,
+--control PORT (line-based JSON control socket on 127.0.0.1), --headless
+(no terminal drawing or keys), --fault MODE, --truth (the IC keeps its
+reference energy in DIR/ic-truth), --flash-delay-us N (slow flash).
+"""
+
+import json
+import os
+import sys
+import time
+
+import framebuf
+
+from meter.board import BTN_DOWN, BTN_OK, BTN_UP
+from meter.board.flashfile import FilePartition
+
+W = 128
+H = 64
+PARTITIONS = {"counters": 64 * 1024, "config": 16 * 1024, "audit": 16 * 1024}
+_BTN = {"up": BTN_UP, "down": BTN_DOWN, "ok": BTN_OK}
+
+
+def _opts(argv):
+    o = {"state": None, "profile": "house", "control": 0, "headless": False,
+         "fault": None, "truth": False, "flash_delay_us": 0}
+    i = 1
+    while i < len(argv):
+        a = argv[i]
+        if a in ("--headless", "--truth"):
+            o[a[2:]] = True
+        elif a.startswith("--") and i + 1 < len(argv):
+            key = a[2:].replace("-", "_")
+            if key not in o:
+                raise SystemExit("unknown option " + a)
+            v = argv[i + 1]
+            o[key] = int(v) if key in ("control", "flash_delay_us") else v
+            i += 1
+        else:
+            raise SystemExit("unknown option " + a)
+        i += 1
+    return o
+
+
+class HostBoard:
+    name = "host"
+
+    def __init__(self, argv):
+        o = self.opts = _opts(argv)
+        if o["state"] is None:
+            o["state"] = "/tmp/meter-sim-" + "".join("%02x" % b for b in os.urandom(4))
+        self.files = o["state"]
+        try:
+            os.mkdir(self.files)
+        except OSError:
+            pass
+        self._parts = {}
+        self._ic = None
+        self._display = None
+        self.btn = HostButtons()
+        self._wifi = HostWifi()
+        self._commands = {}
+        self.interactive = not o["headless"] and _isatty()
+
+    # -- hardware ------------------------------------------------------------
+
+    def meter_spi(self):
+        if self._ic is None:
+            from meter.board.icsim import IcSim
+
+            truth = self.files + "/ic-truth" if self.opts["truth"] else None
+            self._ic = IcSim(profile=self.opts["profile"], truth_path=truth)
+            if self.opts["fault"]:
+                self._ic.set_fault(self.opts["fault"])
+        return self._ic
+
+    def display(self):
+        if self._display is None:
+            self._display = HostDisplay(self.interactive)
+        return self._display
+
+    def buttons(self):
+        return self.btn
+
+    def partition(self, label):
+        p = self._parts.get(label)
+        if p is None:
+            p = FilePartition(self.files + "/" + label + ".bin", PARTITIONS[label],
+                              delay_us=self.opts["flash_delay_us"])
+            self._parts[label] = p
+        return p
+
+    def wifi(self):
+        return self._wifi
+
+    def time(self):
+        return int(time.time()) + _EPOCH_OFFSET
+
+    def time_valid(self):
+        return True
+
+    def watchdog(self, timeout_ms):
+        return HostWatchdog(timeout_ms)
+
+    def reset(self):
+        # tools/sim.py restarts the firmware on this exit code, as a reboot.
+        sys.exit(3)
+
+    def serial(self):
+        path = self.files + "/serial"
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError:
+            s = "SIM-" + "".join("%02X" % b for b in os.urandom(4))
+            with open(path, "w") as f:
+                f.write(s)
+            return s
+
+    def security_state(self):
+        return {"secure_boot": None, "flash_encryption": None}
+
+    # -- simulator services --------------------------------------------------
+
+    def add_command(self, name, fn):
+        """Expose fn(args) -> JSON-able on the control socket (used by the
+        app for state/quit)."""
+        self._commands[name] = fn
+
+    def services(self):
+        s = []
+        if self.opts["control"]:
+            s.append(("control", self._control_server))
+        if self.interactive:
+            s.append(("keys", self._keys))
+        return s
+
+    async def _control_server(self):
+        import asyncio
+
+        srv = await asyncio.start_server(self._client, "127.0.0.1", self.opts["control"])
+        try:
+            while True:
+                await asyncio.sleep(3600)
+        finally:
+            srv.close()
+
+    async def _client(self, reader, writer):
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                try:
+                    out = await self._command(line.decode().split())
+                except Exception as e:
+                    out = {"error": repr(e)}
+                writer.write(json.dumps(out).encode() + b"\n")
+                await writer.drain()
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+    async def _command(self, words):
+        import asyncio
+
+        if not words:
+            return {"error": "empty"}
+        cmd, args = words[0], words[1:]
+        if cmd in ("press", "release", "tap"):
+            mask = _BTN[args[0]]
+            if cmd == "release":
+                self.btn.level &= ~mask
+            else:
+                self.btn.level |= mask
+                if cmd == "tap":  # a finger: down, then up for as long
+                    ms = int(args[1]) if len(args) > 1 else 120
+                    await asyncio.sleep_ms(ms)
+                    self.btn.level &= ~mask
+                    await asyncio.sleep_ms(ms)
+            return {"ok": True}
+        if cmd == "screen":
+            return {"lines": self.display().text()}
+        if cmd == "png":
+            self.display().png(args[0])
+            return {"ok": True}
+        if cmd == "fault":
+            self.meter_spi().set_fault(None if args[0] == "none" else args[0])
+            return {"ok": True}
+        fn = self._commands.get(cmd)
+        if fn is None:
+            return {"error": "unknown command " + cmd}
+        r = fn(args)
+        if hasattr(r, "send"):  # a coroutine
+            r = await r
+        return r
+
+    async def _keys(self):
+        """Keys in the terminal: w/up = UP, s/down = DOWN, enter/space/o = OK
+        (a short press each), b = hold UP+DOWN 6 s, q = quit."""
+        import asyncio
+        import termios
+
+        fd = 0
+        old = termios.tcgetattr(fd)
+        termios.setraw(fd)
+        _restore.append(lambda: termios.tcsetattr(fd, termios.TCSANOW, old))
+        reader = asyncio.StreamReader(sys.stdin)
+        esc = b""
+        while True:
+            ch = await reader.read(1)
+            if not ch:
+                return
+            if esc or ch == b"\x1b":
+                esc += ch
+                if len(esc) < 3:
+                    continue
+                ch = {b"\x1b[A": b"w", b"\x1b[B": b"s"}.get(esc, b"")
+                esc = b""
+            k = ch.lower()
+            if k in (b"q", b"\x03"):
+                fn = self._commands.get("quit")
+                if fn:
+                    fn([])
+                return
+            mask = {b"w": BTN_UP, b"s": BTN_DOWN, b"o": BTN_OK, b" ": BTN_OK,
+                    b"\r": BTN_OK, b"\n": BTN_OK}.get(k)
+            hold = 120
+            if k == b"b":
+                mask, hold = BTN_UP | BTN_DOWN, 6000
+            if mask:
+                self.btn.level |= mask
+                await asyncio.sleep_ms(hold)
+                self.btn.level &= ~mask
+
+
+_restore = []
+
+
+def restore_terminal():
+    while _restore:
+        _restore.pop()()
+    if _isatty():
+        sys.stdout.write("\x1b[?25h\n")
+
+
+def _isatty():
+    try:
+        import termios
+
+        termios.tcgetattr(0)
+        return True
+    except Exception:
+        return False
+
+
+# The unix port counts from 1970, the ESP32 from 2000: normalise to 1970.
+_EPOCH_OFFSET = 0 if time.gmtime(0)[0] == 1970 else 946684800
+
+
+class HostButtons:
+    def __init__(self):
+        self.level = 0
+
+    def read(self):
+        return self.level
+
+
+class HostWifi:
+    """Simulated station: configured and connected, on loopback."""
+
+    def __init__(self):
+        self._status = "connected"
+
+    def status(self):
+        return self._status
+
+    def ip(self):
+        return "127.0.0.1" if self._status == "connected" else None
+
+
+class HostWatchdog:
+    """Counts the resets a real watchdog would have done (loop stalled)."""
+
+    def __init__(self, timeout_ms):
+        self.timeout = timeout_ms
+        self.last = time.ticks_ms()
+        self.would_reset = 0
+
+    def feed(self):
+        now = time.ticks_ms()
+        if time.ticks_diff(now, self.last) > self.timeout:
+            self.would_reset += 1
+            print("W watchdog: fed after %d ms (device would reset)" % time.ticks_diff(now, self.last))
+        self.last = now
+
+
+class HostDisplay:
+    def __init__(self, terminal):
+        self.buf = bytearray(W * H // 8)
+        self.fb = framebuf.FrameBuffer(self.buf, W, H, framebuf.MONO_VLSB)
+        self.terminal = terminal
+        self._shown = bytearray(len(self.buf))
+        self.frames = 0
+        if terminal:
+            sys.stdout.write("\x1b[2J\x1b[?25l")
+
+    def show(self):
+        if self._shown == self.buf:
+            return
+        self._shown[:] = self.buf
+        self.frames += 1
+        if self.terminal:
+            self._draw()
+
+    def _draw(self):
+        px = self.fb.pixel
+        out = ["\x1b[H"]
+        for y in range(0, H, 2):
+            row = []
+            for x in range(W):
+                row.append(" ▀▄█"[px(x, y) | (px(x, y + 1) << 1)])
+            out.append("".join(row))
+            out.append("\r\n")
+        out.append("  UP: w/↑  DOWN: s/↓  OK: enter  UP+DOWN 6 s: b  quit: q\r\n")
+        sys.stdout.write("".join(out))
+
+    def text(self):
+        """What the shown frame says, as 8 lines of 16 characters, read
+        back from the pixels (text drawn on the 8x8 grid; inverted cells
+        read as the same character)."""
+        glyphs = _glyphs()
+        lines = []
+        buf = self._shown
+        for page in range(H // 8):
+            row = []
+            for col in range(W // 8):
+                i = page * W + col * 8
+                cell = bytes(buf[i:i + 8])
+                ch = glyphs.get(cell)
+                if ch is None:
+                    ch = glyphs.get(bytes(b ^ 0xFF for b in cell), "?")
+                row.append(ch)
+            lines.append("".join(row))
+        return lines
+
+    def png(self, path, scale=4):
+        from meter.board.png import write_mono
+
+        write_mono(path, self._shown, W, H, scale)
+
+
+_glyph_map = {}
+
+
+def _glyphs():
+    if not _glyph_map:
+        b = bytearray(8)
+        f = framebuf.FrameBuffer(b, 8, 8, framebuf.MONO_VLSB)
+        for c in range(32, 127):
+            f.fill(0)
+            f.text(chr(c), 0, 0, 1)
+            _glyph_map.setdefault(bytes(b), chr(c))
+    return _glyph_map

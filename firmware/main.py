@@ -1,0 +1,4 @@
+# Firmware entry point, on the device and in the simulator alike.
+from meter import app
+
+app.main()

@@ -1,0 +1,160 @@
+"""Drive the simulator (real firmware on the unix port) from a test."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+import sim as simtool  # noqa: E402
+
+import upy  # noqa: E402
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Sim:
+    """One simulator process with a control connection."""
+
+    def __init__(self, state, *args, heap=simtool.DEFAULT_HEAP, profile="const", wait=True):
+        self.state = str(state)
+        self.port = free_port()
+        self.log_path = os.path.join(self.state + ".log")
+        self.args = ["--state", self.state, "--control", str(self.port), "--headless",
+                     "--profile", profile] + list(args)
+        self.heap = heap
+        self.proc = None
+        self.sock = None
+        self.start(wait)
+
+    def start(self, wait=True):
+        os.makedirs(self.state, exist_ok=True)
+        env = dict(os.environ, MICROPYPATH=simtool.firmware_path())
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(simtool.command(self.args, self.heap), env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        if wait:
+            self.connect()
+
+    def connect(self, timeout=15):
+        end = time.time() + timeout
+        while True:
+            try:
+                self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+                self.rfile = self.sock.makefile("rb")
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("simulator exited %s:\n%s" % (self.proc.returncode, self.output()))
+                if time.time() > end:
+                    raise
+                time.sleep(0.02)
+
+    def cmd(self, *words):
+        self.sock.sendall((" ".join(str(w) for w in words) + "\n").encode())
+        line = self.rfile.readline()
+        if not line:
+            raise RuntimeError("simulator closed the connection:\n" + self.output())
+        return json.loads(line)
+
+    def state_(self):
+        return self.cmd("state")
+
+    def screen(self):
+        return self.cmd("screen")["lines"]
+
+    def wait_for(self, pred, timeout=10, what="condition"):
+        end = time.time() + timeout
+        while True:
+            v = pred()
+            if v:
+                return v
+            if time.time() > end:
+                raise AssertionError("timed out waiting for %s; screen:\n%s" % (
+                    what, "\n".join(self.screen())))
+            time.sleep(0.05)
+
+    def wait_screen(self, text, timeout=10):
+        return self.wait_for(lambda: any(text in line for line in self.screen()),
+                             timeout, "%r on screen" % text)
+
+    def quit(self, timeout=15):
+        """Orderly stop: the firmware saves its counters."""
+        try:
+            self.cmd("quit")
+        except (OSError, RuntimeError):
+            pass
+        rc = self.proc.wait(timeout)
+        self._close()
+        return rc
+
+    def kill(self):
+        """Power cut."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self._close()
+
+    def _close(self):
+        if self.sock:
+            self.sock.close()
+            self.sock = None
+        self.log.close()
+
+    def output(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")[-5000:]
+        except OSError:
+            return ""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.kill()
+
+
+PROBE = """
+import json
+from meter.board.host import HostBoard
+from meter.logstore import LogStore
+from meter.energy import EnergyCounters
+b = HostBoard(["x", "--state", %r, "--headless"])
+s = LogStore(b.partition("counters"))
+c = EnergyCounters(s, b, None, 3125)
+try:
+    truth = [int(x) for x in open(%r + "/ic-truth").read().split()]
+except OSError:
+    truth = [0] * 8
+print(json.dumps({"uwh": c.uwh, "gen": c.generation, "status": c.status,
+                  "damaged": s.damaged, "seq": s.seq, "truth": truth}))
+"""
+
+
+def probe(state):
+    """Load the counters from a (stopped) simulator's flash with the
+    firmware's own loader; also the simulated IC's truth."""
+    state = str(state)
+    return json.loads(upy.exec_code(PROBE % (state, state)).strip().splitlines()[-1])
+
+
+def configure(state, **values):
+    """Store settings in a simulator's flash through the settings store."""
+    upy.exec_code("""
+from meter.board.host import HostBoard
+from meter.logstore import LogStore
+from meter.settings import Settings
+b = HostBoard(["x", "--state", %r, "--headless"])
+Settings(LogStore(b.partition("config"))).update(%r, "test")
+""" % (str(state), values))

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""One entry point for developers and CI: set the machine up, then act.
+
+    python3 tools/dev.py sim [simulator options]   # run the simulator
+    python3 tools/dev.py test [pytest options]     # run the whole test suite
+    python3 tools/dev.py bench [bench options]     # run the benchmarks
+
+Every subcommand first makes sure that what it needs is installed: a
+virtual environment in .venv with the pinned host tools from pyproject.toml
+(the MicroPython unix port among them), the pinned device libraries in
+build/lib (tools/deps.py), and for the tests the Debian packages they drive.
+It is idempotent and quick when everything is already there.
+"""
+
+import os
+import subprocess
+import sys
+import tomllib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV = os.path.join(ROOT, ".venv")
+VPY = os.path.join(VENV, "bin", "python")
+STAMP = os.path.join(VENV, ".dev-deps")
+
+# Debian packages the tests use as real peers (none yet for the foundation;
+# later features add the MQTT broker and the browser here).
+APT_FOR_TESTS = []
+
+
+def log(msg):
+    print("[dev] " + msg, file=sys.stderr, flush=True)
+
+
+def dev_requirements():
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)["project"]["optional-dependencies"]["dev"]
+
+
+def ensure_venv():
+    reqs = dev_requirements()
+    want = "\n".join(reqs)
+    if os.path.exists(STAMP) and open(STAMP).read() == want:
+        return
+    if not os.path.exists(VPY):
+        log("creating .venv")
+        subprocess.check_call([sys.executable, "-m", "venv", VENV])
+    log("installing host tools: " + ", ".join(reqs))
+    subprocess.check_call([VPY, "-m", "pip", "install", "-q", *reqs])
+    with open(STAMP, "w") as f:
+        f.write(want)
+
+
+def ensure_apt(pkgs):
+    def installed(p):
+        r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", p],
+                           capture_output=True, text=True)
+        return r.returncode == 0 and "install ok installed" in r.stdout
+
+    missing = [p for p in pkgs if not installed(p)]
+    if not missing:
+        return
+    log("installing Debian packages: " + " ".join(missing))
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.check_call(["apt-get", "update", "-q"], env=env)
+    subprocess.check_call(["apt-get", "install", "-y", "-q", *missing], env=env)
+
+
+def ensure_device_libs():
+    subprocess.check_call([VPY, os.path.join(ROOT, "tools", "deps.py"), "install"])
+
+
+def main(argv):
+    if not argv or argv[0] not in ("sim", "test", "bench"):
+        print(__doc__)
+        return 2
+    cmd, rest = argv[0], argv[1:]
+    ensure_venv()
+    ensure_device_libs()
+    if cmd == "test":
+        ensure_apt(APT_FOR_TESTS)
+        return subprocess.call([VPY, "-m", "pytest", *rest], cwd=ROOT)
+    if cmd == "bench":
+        return subprocess.call([VPY, os.path.join(ROOT, "tools", "bench.py"), *rest], cwd=ROOT)
+    return subprocess.call([VPY, os.path.join(ROOT, "tools", "sim.py"), *rest], cwd=ROOT)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
