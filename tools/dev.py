@@ -22,9 +22,9 @@ VENV = os.path.join(ROOT, ".venv")
 VPY = os.path.join(VENV, "bin", "python")
 STAMP = os.path.join(VENV, ".dev-deps")
 
-# Debian packages the tests use as real peers (none yet for the foundation;
+# Debian packages the tests use as real peers (openssl makes test PKI;
 # later features add the MQTT broker and the browser here).
-APT_FOR_TESTS = []
+APT_FOR_TESTS = ["openssl"]
 
 
 def log(msg):
