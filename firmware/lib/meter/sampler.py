@@ -35,21 +35,21 @@ class Sampler:
         self._ready = False
 
     def tick(self):
-        """One sampling step (synchronous: safe against task switches)."""
+        """One sampling step (synchronous: safe against task switches). The
+        energy read comes last, so a final tick leaves nothing unread."""
+        try:
+            self.meter.read_live(self.live)
+            self.live_ok = True
+            live_fault = None
+        except MeterFault as e:
+            self.live_ok = False
+            live_fault = str(e)
         buf = self._buf
         bad = self.meter.read_energy(buf)
         self.counters.add(buf)  # even with a fault: verified entries are real
         if bad:
             self.energy_faults += 1
-            self._set_fault(bad)
-        try:
-            self.meter.read_live(self.live)
-            self.live_ok = True
-            if not bad:
-                self._set_fault(None)
-        except MeterFault as e:
-            self.live_ok = False
-            self._set_fault(str(e))
+        self._set_fault(bad or live_fault)
 
     def _set_fault(self, msg):
         if msg != self.fault:
