@@ -8,7 +8,14 @@ import time
 _LINES = 24
 _ring = [None] * _LINES
 _pos = [0]
-quiet = False
+quiet = False  # True: not printed (the simulator's terminal shows the display)
+_file = [None]
+
+
+def to_file(path):
+    """Also append every line to `path` (the simulator, while it draws the
+    display in the terminal)."""
+    _file[0] = open(path, "a")
 
 
 def log(level, msg):
@@ -17,6 +24,10 @@ def log(level, msg):
     _pos[0] += 1
     if not quiet:
         print(line)
+    f = _file[0]
+    if f:
+        f.write(line + "\n")
+        f.flush()
 
 
 def info(msg):

@@ -70,6 +70,11 @@ class HostBoard:
         self._wifi = HostWifi()
         self._commands = {}
         self.interactive = not o["headless"] and _isatty()
+        if self.interactive:  # the terminal shows the display: log to a file
+            from meter import log
+
+            log.quiet = True
+            log.to_file(self.files + "/log.txt")
 
     # -- hardware ------------------------------------------------------------
 
@@ -214,12 +219,14 @@ class HostBoard:
         old = termios.tcgetattr(fd)
         termios.setraw(fd)
         _restore.append(lambda: termios.tcsetattr(fd, termios.TCSANOW, old))
-        reader = asyncio.StreamReader(sys.stdin)
+        reader = asyncio.StreamReader(getattr(sys.stdin, "buffer", sys.stdin))
         esc = b""
         while True:
             ch = await reader.read(1)
             if not ch:
                 return
+            if isinstance(ch, str):
+                ch = ch.encode()
             if esc or ch == b"\x1b":
                 esc += ch
                 if len(esc) < 3:
