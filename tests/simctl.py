@@ -25,22 +25,24 @@ def free_port():
 class Sim:
     """One simulator process with a control connection."""
 
-    def __init__(self, state, *args, heap=simtool.DEFAULT_HEAP, profile="const", wait=True):
+    def __init__(self, state, *args, heap=simtool.DEFAULT_HEAP, profile="const", wait=True,
+                 mpy=False):
         self.state = str(state)
         self.port = free_port()
         self.log_path = os.path.join(self.state + ".log")
         self.args = ["--state", self.state, "--control", str(self.port), "--headless",
                      "--profile", profile] + list(args)
         self.heap = heap
+        self.mpy = mpy  # run the .mpy deploy tree (build it first: simtool.build_mpy)
         self.proc = None
         self.sock = None
         self.start(wait)
 
     def start(self, wait=True):
         os.makedirs(self.state, exist_ok=True)
-        env = dict(os.environ, MICROPYPATH=simtool.firmware_path())
+        env = dict(os.environ, MICROPYPATH=simtool.firmware_path(self.mpy))
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(simtool.command(self.args, self.heap), env=env,
+        self.proc = subprocess.Popen(simtool.command(self.args, self.heap, self.mpy), env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         if wait:

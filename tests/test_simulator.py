@@ -144,3 +144,19 @@ def test_ic_absent_at_start_is_shown_and_retried(tmp_path):
         sim.cmd("fault", "none")
         sim.wait_for(lambda: sim.state_()["counters_uwh"]["imp_t"] > 0, timeout=15,
                      what="metering after the IC answers")
+
+
+def test_deploy_tree_runs_within_memory_budget(tmp_path):
+    """The .mpy deploy tree (what the device gets) meters and draws in a
+    160 KiB heap of the 64-bit unix port (docs/benchmarks.md: floor ~102)."""
+    import simctl
+
+    out, n = simctl.simtool.build_mpy_tree(str(tmp_path / "tree"))
+    assert n > 20
+    with Sim(tmp_path / "dev", heap="160k", mpy=out) as sim:
+        sim.wait_screen("POWER W")
+        sim.wait_for(lambda: sim.state_()["counters_uwh"]["imp_t"] > 0, what="energy")
+        sim.cmd("tap", "down")
+        sim.wait_screen("VOLTAGE CURRENT")
+        assert sim.quit() == 0
+    assert "MemoryError" not in sim.output()

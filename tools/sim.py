@@ -3,14 +3,16 @@
 
     python3 tools/dev.py sim [--state DIR] [--profile NAME] [--control PORT]
                              [--headless] [--fault MODE] [--truth]
-                             [--heap SIZE]
+                             [--heap SIZE] [--mpy]
 
 The firmware is the same firmware/main.py the device runs; only the board
 below it differs. The display is drawn in the terminal; w/s/enter (or the
 arrows) are UP/DOWN/OK; q quits with a final counter save. --state DIR keeps
 the simulated flash between runs (otherwise a fresh temporary directory is
-used, so several instances can run side by side). A firmware-requested reset
-(exit code 3) restarts it, as the device would reboot.
+used, so several instances can run side by side). --mpy runs the
+precompiled .mpy deploy tree (tools/build.py --target sim) instead of the
+sources. A firmware-requested reset (exit code 3) restarts it, as the device
+would reboot.
 """
 
 import os
@@ -23,14 +25,35 @@ REBOOT = 3
 DEFAULT_HEAP = "512k"
 
 
-def firmware_path():
+MPY_TREE = os.path.join(ROOT, "build", "sim")
+
+
+def firmware_path(mpy=False):
+    """MICROPYPATH for the sources, or for a .mpy tree (mpy=True: the
+    default tree; a string: that tree)."""
     # .frozen first: the unix port's asyncio is frozen into the binary.
+    if mpy:
+        return ".frozen:" + os.path.join(MPY_TREE if mpy is True else mpy, "lib")
     return ":".join([".frozen", os.path.join(ROOT, "build", "lib"),
-                     os.path.join(ROOT, "firmware", "lib"), os.path.join(ROOT, "firmware")])
+                     os.path.join(ROOT, "firmware", "lib")])
 
 
-def command(args, heap=DEFAULT_HEAP):
-    return [MICROPYTHON, "-X", "heapsize=" + heap, os.path.join(ROOT, "firmware", "main.py")] + args
+def command(args, heap=DEFAULT_HEAP, mpy=False):
+    tree = (MPY_TREE if mpy is True else mpy) if mpy else os.path.join(ROOT, "firmware")
+    main = os.path.join(tree, "main.py")
+    return [MICROPYTHON, "-X", "heapsize=" + heap, main] + args
+
+
+def build_mpy_tree(out=MPY_TREE):
+    """Build the simulator's .mpy deploy tree; returns (path, modules)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import build
+
+    return build.build("sim", out)
+
+
+def build_mpy():
+    build_mpy_tree()
 
 
 def main(argv):
@@ -39,12 +62,16 @@ def main(argv):
         i = argv.index("--heap")
         heap = argv[i + 1]
         del argv[i:i + 2]
+    mpy = "--mpy" in argv
+    if mpy:
+        argv.remove("--mpy")
+        build_mpy()
     if "-h" in argv or "--help" in argv:
         print(__doc__)
         return 0
-    env = dict(os.environ, MICROPYPATH=firmware_path())
+    env = dict(os.environ, MICROPYPATH=firmware_path(mpy))
     while True:
-        rc = subprocess.call(command(argv, heap), env=env)
+        rc = subprocess.call(command(argv, heap, mpy), env=env)
         if rc != REBOOT:
             return rc
         print("[sim] firmware reset: restarting", file=sys.stderr)
