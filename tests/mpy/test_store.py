@@ -190,9 +190,9 @@ def test_reset_needs_confirmation_and_is_audited():
     c2 = EnergyCounters(LogStore(part(d, "cnt")), clk, audit, 3125)
     assert c2.uwh == [0] * 8 and c2.generation == 1
     ev = audit.events()
-    assert ev[-2][2:5] == ("menu", "counter-reset", "refused")
-    assert ev[-1][2:5] == ("menu", "counter-reset", "ok")
-    assert ev[-1][5] == "Wh 1 1 1 1 1 1 1 1"
+    assert ev[-3][2:5] == ("menu", "counter-reset", "refused")
+    assert ev[-2][2:6] == ("menu", "counter-reset", "pending", "Wh 1 1 1 1 1 1 1 1")
+    assert ev[-1][2:6] == ("menu", "counter-reset", "ok", "generation 1")
 
 
 def test_corrupt_counter_store_is_kept_not_overwritten():
@@ -260,3 +260,38 @@ def test_audit_survives_reload_and_clock_unknown():
 def test_record_size_alignment():
     assert record_size(0) == 32 and record_size(18) == 32 and record_size(19) == 64
     assert record_size(72) == 96
+
+
+class FailingPartition(CuttingPartition):
+    """Every program fails (a flash that stopped taking writes)."""
+
+    def writeblocks(self, b, buf, off=0):
+        raise OSError(5)
+
+
+def test_failed_writes_never_erase_the_newest_record():
+    d = tmpdir()
+    s = LogStore(part(d))
+    s.append(1, b"newest good")
+    s.part = FailingPartition(part(d), 10 ** 6)
+    for _ in range(3 * s.nblocks):  # a long run of failing saves
+        try:
+            s.append(1, b"x" * 40)
+        except OSError:
+            pass
+    got = LogStore(part(d)).latest()
+    assert got[2] == b"newest good"
+    assert s.seq > got[0]  # sequence numbers of failed writes are not reused
+
+
+def test_counter_save_failure_backs_off_and_is_flagged():
+    d = tmpdir()
+    c = EnergyCounters(LogStore(part(d)), Clock(), None, 3125)
+    c.add([1000] * 8)
+    c.store.part = FailingPartition(part(d), 10 ** 6)
+    assert not c.due(0)
+    assert c.due(40000)
+    raises(OSError, c.save, 40000)
+    assert c.save_failed
+    assert not c.due(41000)  # not retried every tick
+    assert c.due(70000)

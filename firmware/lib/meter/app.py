@@ -46,7 +46,8 @@ class App:
             self.board.add_command("quit", self.quit)
         sup = self.sup
         sup.spawn("meter", self.sampler.run, critical=True)
-        sup.spawn("display", Ui(self).run)
+        # Built inside the task: a missing panel must not stop metering.
+        sup.spawn("display", lambda: Ui(self).run())
         sup.spawn("watchdog", lambda: sup.watchdog(self.board))
         for name, fn in self.board.services():
             sup.spawn(name, fn)

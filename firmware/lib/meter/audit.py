@@ -29,7 +29,12 @@ class AuditLog:
         parts = []
         for f in (source, event, outcome, detail):
             b = str(f).encode()
-            parts.append(b[:MAX_FIELD].replace(b"\x00", b"?"))
+            if len(b) > MAX_FIELD:
+                n = MAX_FIELD
+                while n and (b[n] & 0xC0) == 0x80:  # not inside a character
+                    n -= 1
+                b = b[:n]
+            parts.append(b.replace(b"\x00", b"?"))
         payload = struct.pack("<I", t) + b"\x00".join(parts)
         try:
             self.store.append(KIND, payload)

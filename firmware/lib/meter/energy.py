@@ -55,6 +55,7 @@ class EnergyCounters:
         self.saved_at = 0  # unix time of the loaded/last snapshot
         self.status = "ok"  # ok, new, corrupt (not persisting)
         self.saves = 0
+        self.save_failed = False
         self.load()
 
     def load(self):
@@ -117,10 +118,17 @@ class EnergyCounters:
         t = self.clock.time() if self.clock.time_valid() else 0
         u = self.uwh
         rec = struct.pack(_FMT, self.generation, t, u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7])
-        self.store.append(KIND, rec)
+        now = time.ticks_ms() if now_ms is None else now_ms
+        try:
+            self.store.append(KIND, rec)
+        except Exception:
+            self._saved_ms = now  # retry after save_min, not every tick
+            self.save_failed = True
+            raise
+        self.save_failed = False
         for i in range(N):
             self._saved[i] = u[i]
-        self._saved_ms = time.ticks_ms() if now_ms is None else now_ms
+        self._saved_ms = now
         self.saved_at = t
         self.status = "ok"
         self.saves += 1
@@ -134,6 +142,10 @@ class EnergyCounters:
             self.audit.append(source, "counter-reset", "refused", "not confirmed")
             raise CounterError("reset not confirmed")
         before = self.uwh[:]
+        # Audit first: a cut after the zeroed snapshot must not leave an
+        # irreversible reset unrecorded.
+        self.audit.append(source, "counter-reset", "pending",
+                          "Wh " + " ".join("%d" % (v // 1000000) for v in before))
         old = (self.generation, self.status)
         self.generation += 1
         for i in range(N):
@@ -146,8 +158,7 @@ class EnergyCounters:
             self.uwh[:] = before
             self.audit.append(source, "counter-reset", "failed", repr(e))
             raise CounterError("reset not stored: %r" % e)
-        self.audit.append(source, "counter-reset", "ok",
-                          "Wh " + " ".join("%d" % (v // 1000000) for v in before))
+        self.audit.append(source, "counter-reset", "ok", "generation %d" % self.generation)
         log.info("energy: counters reset by %s (generation %d)" % (source, self.generation))
 
     def wh(self, i):

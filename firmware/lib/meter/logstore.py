@@ -70,6 +70,7 @@ class LogStore:
                         self._free[b] = off
                     else:
                         self.damaged += 1
+                        self.blank = False
                     break
                 self.blank = False
                 rec = self._parse(b, off, unit)
@@ -163,11 +164,16 @@ class LogStore:
         off = self._free[b]
         if off is None or off + size > self.bs:
             b = (b + 1) % self.nblocks
+            if self._newest is not None and b == self._newest[1]:
+                # Only after a run of failed writes closed every other block:
+                # never erase the newest record to make room.
+                raise OSError(28)  # ENOSPC
             self.part.ioctl(6, b)
             self.erases += 1
             off = 0
             self._cur = b
         seq = self.seq + 1
+        self.seq = seq  # used even if the write fails: never issued twice
         rec = bytearray(b"\xff" * size)
         struct.pack_into(_HDR, rec, 0, MAGIC, kind, 0, seq, n)
         rec[HDR_SIZE:HDR_SIZE + n] = payload
@@ -178,7 +184,6 @@ class LogStore:
         self.part.writeblocks(b, rec, off)
         self.writes += 1
         self._free[b] = off + size if off + size < self.bs else None
-        self.seq = seq
         self._newest = (seq, b, off)
         self.blank = False
         return seq

@@ -14,7 +14,7 @@ import asyncio
 import time
 
 from meter import log
-from meter.atm90e32 import Live, MeterFault
+from meter.atm90e32 import RESET, Live, MeterFault
 from meter.stats import Lateness
 
 RETRY_INIT_MS = 5000
@@ -49,7 +49,10 @@ class Sampler:
         self.counters.add(buf)  # even with a fault: verified entries are real
         if bad:
             self.energy_faults += 1
-        self._set_fault(bad or live_fault)
+        fault = bad or live_fault
+        if fault == RESET:  # the IC lost its configuration: set it up again
+            self._ready = False
+        self._set_fault(fault)
 
     def _set_fault(self, msg):
         if msg != self.fault:
@@ -61,6 +64,13 @@ class Sampler:
 
     def _init_ic(self):
         try:
+            # Drain first: after an MCU-only restart the IC still holds the
+            # energy measured since the last read; the soft reset would drop it.
+            # (Read and added here, not via init(drain=), so that it counts
+            # even if the set-up then fails.)
+            buf = self._buf
+            self.meter.read_energy(buf)
+            self.counters.add(buf)
             self.meter.init()
             self._ready = True
             self._set_fault(None)
@@ -75,14 +85,18 @@ class Sampler:
             self.counters.save()
 
     async def run(self):
-        period = self.period
-        while not self._ready:
-            self._init_ic()
-            self.sup.beat("meter")
-            if not self._ready:
-                await asyncio.sleep_ms(RETRY_INIT_MS)
-        due = time.ticks_add(time.ticks_ms(), period)
         while True:
+            while not self._ready:
+                self._init_ic()
+                self.sup.beat("meter")
+                if not self._ready:
+                    await asyncio.sleep_ms(RETRY_INIT_MS)
+            await self._metering()
+
+    async def _metering(self):
+        period = self.period
+        due = time.ticks_add(time.ticks_ms(), period)
+        while self._ready:
             wait = time.ticks_diff(due, time.ticks_ms())
             if wait > 0:
                 await asyncio.sleep_ms(wait)

@@ -53,6 +53,8 @@ class Settings:
             return
         try:
             data = json.loads(rec[2])
+            if not isinstance(data, dict):
+                raise ValueError
         except ValueError:
             self.status = "corrupt"
             log.error("settings: newest record unreadable, running on defaults")
@@ -87,10 +89,11 @@ class Settings:
             g(clean, source)
         new = dict(self._set)
         new.update(clean)
-        self.commit(new, source, "settings", ",".join(sorted(clean)))
+        self._commit(new, source, "settings", ",".join(sorted(clean)))
 
-    def commit(self, values, source, event, detail):
-        """Write a complete set of values (the store's only write path)."""
+    def _commit(self, values, source, event, detail):
+        """Write a complete set of values (the store's only write path;
+        private: every change goes through update() and its guards)."""
         data = json.dumps(values).encode()
         if len(data) > self.store.max_payload:
             raise SettingsError("settings too large")

@@ -31,8 +31,12 @@ class Supervisor:
         self.tasks[name] = asyncio.create_task(self._guard(name, fn))
 
     async def _guard(self, name, fn):
+        # A critical task (metering) restarts within a second: its IC
+        # registers would overflow during a long back-off.
+        cap = 1 if name in self.beats else 30
         backoff = 1
         while True:
+            started = time.ticks_ms()
             try:
                 await fn()
                 log.warn("task %s ended; restarting" % name)
@@ -41,8 +45,10 @@ class Supervisor:
             except Exception as e:
                 log.exc("task %s crashed" % name, e)
             self.restarts[name] += 1
+            if time.ticks_diff(time.ticks_ms(), started) > 60000:
+                backoff = 1  # it ran fine for a while: start over
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 30)
+            backoff = min(backoff * 2, cap)
 
     def beat(self, name):
         self.beats[name] = time.ticks_ms()

@@ -87,6 +87,8 @@ def status_text(app):
         return app.sampler.fault
     if app.counters.status == "corrupt":
         return "COUNTERS CORRUPT"
+    if app.counters.save_failed:
+        return "COUNTER SAVE FAIL"
     if app.settings.status == "corrupt":
         return "SETTINGS CORRUPT"
     w = app.board.wifi().status()
