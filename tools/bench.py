@@ -6,7 +6,8 @@
 All figures come from the real firmware on the MicroPython unix port (a
 64-bit build: objects take up to about twice the ESP32's bytes, so heap
 figures here are an upper bound for the device). Results are printed as
-Markdown for docs/benchmarks.md. NAME: heap, lateness, flash.
+JSON, one line per benchmark, then all together; docs/benchmarks.md
+holds them as tables. NAME: heap, lateness, flash.
 """
 
 import json
