@@ -87,8 +87,40 @@ class Sim:
             time.sleep(0.05)
 
     def wait_screen(self, text, timeout=10):
-        return self.wait_for(lambda: any(text in line for line in self.screen()),
-                             timeout, "%r on screen" % text)
+        """Wait until text is on the screen; returns the screen's lines."""
+        def seen():
+            lines = self.screen()
+            return lines if any(text in line for line in lines) else None
+
+        return self.wait_for(seen, timeout, "%r on screen" % text)
+
+    def tap(self, button, n=1, ms=80):
+        for _ in range(n):
+            self.cmd("tap", button, ms)
+
+    def enter_pin(self, pin):
+        """Type a PIN on the PIN screen: each digit starts at 0; UP counts up,
+        DOWN down (so 9 is one DOWN), OK moves on."""
+        for d in pin:
+            d = int(d)
+            if d <= 5:
+                self.tap("up", d)
+            else:
+                self.tap("down", 10 - d)
+            self.tap("ok")
+
+    def select(self, label, timeout=5):
+        """In a menu: move the cursor to the entry containing label, press OK."""
+        lines = self.wait_screen(label, timeout)
+        for _ in range(12):
+            lines = self.screen()
+            want = [i for i, l in enumerate(lines) if label in l]
+            cur = [i for i, l in enumerate(lines) if l.startswith(">")]
+            if want and cur and want[0] == cur[0]:
+                self.tap("ok")
+                return
+            self.tap("down" if not cur or not want or want[0] > cur[0] else "up")
+        raise AssertionError("cannot select %r:\n%s" % (label, "\n".join(lines)))
 
     def quit(self, timeout=15):
         """Orderly stop: the firmware saves its counters."""

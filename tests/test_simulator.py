@@ -17,7 +17,7 @@ def test_boots_and_shows_live_values_and_pages(tmp_path):
         assert lines[1].startswith("L1") and "1000" in lines[1]
         assert "2000" in lines[2] and "-1500" in lines[3]
         assert "1500" in lines[4]  # total
-        assert lines[7].strip() == "WiFi ok"
+        assert lines[7].strip() == "WiFi not set"
         for title in PAGES[1:] + PAGES[:1]:
             sim.cmd("tap", "down")
             sim.wait_screen(title)
@@ -41,6 +41,7 @@ def test_counters_move_and_persist_across_restart(tmp_path):
         s2 = sim.state_()
         for k, v in s1["counters_uwh"].items():
             assert s2["counters_uwh"][k] >= v, k
+        sim.wait_screen("POWER W")  # after the start-up screen
         sim.cmd("tap", "down")
         sim.cmd("tap", "down")
         lines = sim.wait_screen("IMPORT kWh")
@@ -89,7 +90,7 @@ def test_truncated_counter_file_loads_last_good_state(tmp_path):
         st = sim.state_()
         assert st["counters_status"] == "ok"
         assert st["counters_uwh"]["imp_t"] == p["uwh"][3] > 0
-        sim.wait_screen("WiFi ok")
+        sim.wait_screen("WiFi not set")
         assert sim.quit() == 0
     with open(state / "counters.bin", "rb") as f:
         assert f.read(keep) == head  # the damaged block was left alone
@@ -103,7 +104,7 @@ def test_missing_settings_file_means_defaults_and_no_error(tmp_path):
     os.remove(state / "config.bin")
     with Sim(state) as sim:
         assert sim.state_()["settings_status"] == "new"
-        sim.wait_screen("WiFi ok")
+        sim.wait_screen("WiFi not set")
 
 
 def test_corrupt_settings_file_is_reported(tmp_path):
@@ -135,7 +136,7 @@ def test_ic_garbage_and_silence_are_shown_and_count_nothing(tmp_path):
                 assert grown < 3125 * 320, (before, st)
             sim.cmd("fault", "none")
             sim.wait_for(lambda: sim.state_()["fault"] is None, what="recovery")
-            sim.wait_screen("WiFi ok")
+            sim.wait_screen("WiFi not set")
         assert sim.quit() == 0
     assert "meter: IC" in sim.output()
 

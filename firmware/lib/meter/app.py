@@ -15,8 +15,10 @@ from meter.atm90e32 import ATM90E32, UWH_PER_LSB
 from meter.audit import AuditLog
 from meter.energy import NAMES, EnergyCounters
 from meter.logstore import LogStore
+from meter.pin import PinGuard
 from meter.sampler import Sampler
 from meter.settings import Settings
+from meter.state import State
 from meter.supervisor import Supervisor
 
 
@@ -29,6 +31,12 @@ class App:
         self.counters = EnergyCounters(LogStore(board.partition("counters")), board,
                                        self.audit, UWH_PER_LSB,
                                        self.settings.get("energy.save_min_ms"))
+        self.state_ = State(LogStore(board.partition("state")))
+        self.pin = PinGuard(self.settings, self.state_, self.audit)
+        # Features register what the menu shows: (where, label, fn(ui)) and
+        # network services as (label, settings key).
+        self.menu_entries = []
+        self.services = []
         meter = ATM90E32(board.meter_spi(), line_freq=self.settings.get("meter.line_freq"))
         self.sampler = Sampler(meter, self.counters, self.sup,
                                self.settings.get("meter.tick_ms"))
@@ -41,6 +49,9 @@ class App:
 
         log.info("meter %s on %s, serial %s" % (VERSION, self.board.name, self.board.serial()))
         self.audit.append("system", "boot", "ok", VERSION)
+        ssid = self.settings.get("wifi.ssid")
+        if ssid:
+            self.board.wifi().connect(ssid, self.settings.get("wifi.key"))
         if hasattr(self.board, "add_command"):
             self.board.add_command("state", self.state)
             self.board.add_command("quit", self.quit)

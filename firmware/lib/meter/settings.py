@@ -19,7 +19,7 @@ from meter import log
 KIND = 2
 
 # key: (default, type, check). check is (min, max) for ints, a list of
-# allowed values, or None. Later features add their keys here.
+# allowed values, the longest length for str, or None. Later features add their keys here.
 SCHEMA = {
     "meter.line_freq": (50, int, [50, 60]),
     "meter.tick_ms": (1000, int, (100, 2000)),
@@ -28,6 +28,21 @@ SCHEMA = {
     # (docs/energy.md); tests lower it to cut power inside writes often.
     "energy.save_min_ms": (30000, int, (0, 600000)),
     "display.contrast": (200, int, (0, 255)),
+    # salt$sha256 of the display PIN (meter/pin.py), "" = not set yet
+    "ui.pin": ("", str, 96),
+    # Wi-Fi station credentials, "" = not configured
+    "wifi.ssid": ("", str, 32),
+    "wifi.key": ("", str, 64),
+    # Cloud uplink (meter/uplink.py, docs/mqtt.md). TLS only, whatever the
+    # port. host: the name the broker's certificate must carry; ip: dialled
+    # instead of resolving host (no blocking DNS look-up), "" = resolve.
+    "mqtt.enabled": (False, bool, None),
+    "mqtt.host": ("", str, 64),
+    "mqtt.ip": ("", str, 15),
+    "mqtt.port": (8883, int, (1, 65535)),
+    "mqtt.interval_s": (60, int, (1, 3600)),
+    "mqtt.keepalive_s": (60, int, (5, 1200)),
+    "mqtt.ha_discovery": (False, bool, None),
 }
 
 
@@ -123,6 +138,9 @@ def _check(key, value):
         return value
     if not isinstance(value, str):
         raise SettingsError(key + ": expected text")
-    if check is not None and value not in check:
+    if isinstance(check, int):
+        if len(value) > check:
+            raise SettingsError("%s: at most %d characters" % (key, check))
+    elif check is not None and value not in check:
         raise SettingsError("%s: must be one of %s" % (key, check))
     return value

@@ -1,17 +1,28 @@
-"""Display task: the public measurement pages and the status line.
+"""Display task: measurement pages, the PIN-protected Settings menu and the
+start-up PIN reset.
 
-Text is drawn on the 8x8 font's grid (16 columns x 8 rows), which the host
-board can read back from the pixels. UP/DOWN step through the pages.
+The UI is a stack of screens. Each screen draws itself on the 16x8 text grid
+(which the host board reads back from the pixels) and takes button events
+(meter.buttons). The bottom of the stack is always the measurement pages,
+which are public; the menu sits above them once the PIN was entered. The
+menu session ends when the user leaves to the pages, or after IDLE_MS
+without a button press.
+
+Buttons in the menu: UP/DOWN move, OK selects, a long OK goes back. In PIN
+entry UP/DOWN change the selected digit and OK moves to the next one.
 """
 
 import asyncio
+import time
 
+from meter import VERSION, buttons as btn
 from meter.board import BTN_DOWN, BTN_UP
 
 COLS = 16
-ROWS = 8
 REFRESH_MS = 250
-POLL_MS = 30
+IDLE_MS = 60000
+SPLASH_MS = 3000
+RESET_HOLD_MS = 5000
 
 
 class Screen:
@@ -42,6 +53,9 @@ def _kwh(uwh):
 
 def _w(x):
     return "%6d" % round(x) if abs(x) < 999999 else "%6s" % "OVR"
+
+
+# -- measurement pages (public) ---------------------------------------------
 
 
 def page_power(s, app):
@@ -87,44 +101,396 @@ def status_text(app):
         return app.sampler.fault
     if app.counters.status == "corrupt":
         return "COUNTERS CORRUPT"
+    if app.counters.status == "missing":
+        return "COUNTERS MISSING"
     if app.counters.save_failed:
         return "COUNTER SAVE FAIL"
     if app.settings.status == "corrupt":
         return "SETTINGS CORRUPT"
     w = app.board.wifi().status()
-    return "WiFi ok" if w == "connected" else "WiFi " + w
+    return _WIFI.get(w, "WiFi " + w)
+
+
+_WIFI = {"connected": "WiFi ok", "not configured": "WiFi not set"}
+
+
+class Pages:
+    def __init__(self, ui):
+        self.ui = ui
+        self.page = 0
+
+    def render(self, s):
+        PAGES[self.page](s, self.ui.app)
+        s.line(6, "%d/%d     OK:menu" % (self.page + 1, len(PAGES)))
+        s.line(7, status_text(self.ui.app), True)
+
+    def event(self, ev):
+        if ev == btn.DOWN:
+            self.page = (self.page + 1) % len(PAGES)
+        elif ev == btn.UP:
+            self.page = (self.page - 1) % len(PAGES)
+        elif ev == btn.OK:
+            self.ui.enter_settings()
+
+
+# -- generic screens -----------------------------------------------------------
+
+
+class Message:
+    """Some lines; OK (or a long OK) continues with then()."""
+
+    def __init__(self, ui, lines, then=None):
+        self.ui = ui
+        self.lines = lines
+        self.then = then
+
+    def render(self, s):
+        for i, text in enumerate(self.lines[:6]):
+            s.line(i, text, i == 0)
+        s.line(7, "OK: continue", True)
+
+    def event(self, ev):
+        if ev in (btn.OK, btn.OK_LONG):
+            self.ui.pop()
+            if self.then:
+                self.then()
+
+
+class Confirm:
+    """A question with No/Yes; No is selected first. OK chooses."""
+
+    def __init__(self, ui, lines, on_yes, yes="Yes"):
+        self.ui = ui
+        self.lines = lines
+        self.on_yes = on_yes
+        self.yes_label = yes
+        self.yes = False
+
+    def render(self, s):
+        for i, text in enumerate(self.lines[:5]):
+            s.line(i, text, i == 0)
+        s.line(5, "  No", not self.yes)
+        s.line(6, "  " + self.yes_label, self.yes)
+        s.line(7, "UP/DN  OK:choose", True)
+
+    def event(self, ev):
+        if ev in (btn.UP, btn.DOWN):
+            self.yes = not self.yes
+        elif ev == btn.OK:
+            self.ui.pop()
+            if self.yes:
+                self.on_yes()
+        elif ev == btn.OK_LONG:
+            self.ui.pop()
+
+
+class Info:
+    """Read-only lines (a function, so values stay current); OK goes back."""
+
+    def __init__(self, ui, title, lines_fn):
+        self.ui = ui
+        self.title = title
+        self.lines_fn = lines_fn
+
+    def render(self, s):
+        s.line(0, self.title, True)
+        for i, text in enumerate(self.lines_fn()[:6]):
+            s.line(1 + i, text)
+        s.line(7, "OK: back", True)
+
+    def event(self, ev):
+        if ev in (btn.OK, btn.OK_LONG):
+            self.ui.pop()
+
+
+class Menu:
+    """A list of (label, action) entries; action() does the entry's job."""
+
+    def __init__(self, ui, title, items_fn):
+        self.ui = ui
+        self.title = title
+        self.items_fn = items_fn  # a function: entries appear as features do
+        self.sel = 0
+
+    def items(self):
+        return self.items_fn() + [("< Back", self.ui.pop)]
+
+    def render(self, s):
+        items = self.items()
+        self.sel = min(self.sel, len(items) - 1)
+        s.line(0, self.title, True)
+        top = max(0, self.sel - 5)
+        for row, (label, _) in enumerate(items[top:top + 6]):
+            sel = top + row == self.sel
+            s.line(1 + row, (">" if sel else " ") + label, sel)
+        s.line(7, "OK:select hold:<", True)
+
+    def event(self, ev):
+        items = self.items()
+        if ev == btn.DOWN:
+            self.sel = (self.sel + 1) % len(items)
+        elif ev == btn.UP:
+            self.sel = (self.sel - 1) % len(items)
+        elif ev == btn.OK:
+            items[self.sel][1]()
+        elif ev == btn.OK_LONG:
+            self.ui.pop()
+
+
+# -- PIN screens ----------------------------------------------------------------
+
+
+class PinEntry:
+    """Four digits: UP/DOWN change the selected one, OK moves on. Digits
+    already entered show as '*'. A long OK cancels."""
+
+    def __init__(self, ui, title, prompt, done, note=""):
+        self.ui = ui
+        self.title = title
+        self.prompt = prompt
+        self.done = done
+        self.note = note
+        self.reset()
+
+    def reset(self):
+        self.digits = [0, 0, 0, 0]
+        self.pos = 0
+
+    def render(self, s):
+        s.line(0, self.title, True)
+        s.line(2, self.prompt)
+        cells = []
+        for i in range(4):
+            if i < self.pos:
+                cells.append("*")
+            elif i == self.pos:
+                cells.append(str(self.digits[i]))
+            else:
+                cells.append("_")
+        s.line(4, "    " + " ".join(cells))
+        s.line(5, "    " + "  " * self.pos + "^")
+        if self.note:
+            s.line(6, self.note)
+        s.line(7, "UP/DN  OK:next", True)
+
+    def event(self, ev):
+        if ev == btn.UP:
+            self.digits[self.pos] = (self.digits[self.pos] + 1) % 10
+        elif ev == btn.DOWN:
+            self.digits[self.pos] = (self.digits[self.pos] - 1) % 10
+        elif ev == btn.OK:
+            self.pos += 1
+            if self.pos == 4:
+                pin = "".join(str(d) for d in self.digits)
+                self.reset()
+                self.note = ""
+                self.done(pin)
+        elif ev == btn.OK_LONG:
+            self.ui.cancel_pin()
+
+
+class Lockout:
+    """Shown while wrong PINs lock entry; goes on to PIN entry when over."""
+
+    def __init__(self, ui, then):
+        self.ui = ui
+        self.then = then
+
+    def render(self, s):
+        wait = self.ui.pin.wait_s()
+        if not wait:
+            self.ui.pop()
+            self.then()
+            return
+        s.line(0, "PIN LOCKED", True)
+        s.line(2, "Too many wrong")
+        s.line(3, "PINs. Try again")
+        s.line(4, "in %d s" % wait)
+        s.line(7, "OK: back", True)
+
+    def event(self, ev):
+        if ev in (btn.OK, btn.OK_LONG):
+            self.ui.home()
+
+
+class Startup:
+    """Start-up screen. Holding UP+DOWN for RESET_HOLD_MS here resets a
+    forgotten PIN (after a confirmation); releasing early aborts."""
+
+    def __init__(self, ui):
+        self.ui = ui
+        self.t0 = time.ticks_ms()
+        self.counting = False
+
+    def render(self, s):
+        held = self.ui.buttons.held_ms(BTN_UP | BTN_DOWN)
+        now = time.ticks_ms()
+        if held:
+            self.counting = True
+            left = RESET_HOLD_MS - held
+            if left <= 0:
+                self.ui.pop()
+                self.ui.push(Confirm(self.ui, ["RESET PIN?", "The PIN will be", "cleared; a new",
+                                               "one is set at", "next menu entry."],
+                                     self.ui.reset_pin, "Yes, clear PIN"))
+                return
+            s.line(0, "PIN RESET", True)
+            s.line(2, "Keep holding")
+            s.line(3, "UP+DOWN: %d s" % ((left + 999) // 1000))
+            s.line(5, "Release = abort")
+            return
+        if self.counting:  # released early
+            self.ui.pop()
+            self.ui.push(Message(self.ui, ["PIN RESET", "Aborted."]))
+            return
+        if time.ticks_diff(now, self.t0) >= SPLASH_MS:
+            self.ui.pop()
+            return
+        s.line(0, "ENERGY ANALYZER", True)
+        s.line(2, "Firmware " + VERSION)
+        s.line(3, "Serial")
+        s.line(4, self.ui.app.board.serial())
+        s.line(6, "Starting...")
+
+    def event(self, ev):
+        pass
+
+
+# -- the UI task -------------------------------------------------------------
 
 
 class Ui:
     def __init__(self, app):
         self.app = app
+        self.pin = app.pin
         self.screen = Screen(app.board.display())
-        self.buttons = app.board.buttons()
-        self.page = 0
+        self.buttons = btn.Buttons(app.board.buttons())
+        self.pages = Pages(self)
+        self.stack = [self.pages]
+        self.session = False
+        self.last_input = time.ticks_ms()
+        self.dirty = True
 
+    # navigation
+    def push(self, scr):
+        self.stack.append(scr)
+        self.dirty = True
+
+    def pop(self):
+        if len(self.stack) > 1:
+            self.stack.pop()
+        if len(self.stack) == 1:
+            self.end_session()
+        self.dirty = True
+
+    def home(self):
+        del self.stack[1:]
+        self.end_session()
+        self.dirty = True
+
+    def end_session(self):
+        if self.session:
+            self.session = False
+            self.app.audit.append("menu", "session-end", "ok")
+
+    def cancel_pin(self):
+        # Back out of PIN entry: to the menu if we are in a session (change
+        # PIN), else to the pages.
+        if self.session:
+            while not isinstance(self.stack[-1], Menu):
+                self.stack.pop()
+            self.dirty = True
+        else:
+            self.home()
+
+    def top(self):
+        return self.stack[-1]
+
+    # the Settings entry
+    def enter_settings(self):
+        pin = self.pin
+        if pin.wait_s():
+            self.push(Lockout(self, self.enter_settings))
+        elif not pin.is_set():
+            self.push(PinEntry(self, "SET PIN", "New PIN:", self._first_pin))
+        else:
+            self.push(PinEntry(self, "SETTINGS", "Enter PIN:", self._check_pin))
+
+    def _check_pin(self, p):
+        if self.pin.check(p):
+            self.stack.pop()
+            self.open_menu()
+            return
+        wait = self.pin.wait_s()
+        if wait:
+            self.stack.pop()
+            self.push(Lockout(self, self.enter_settings))
+        else:
+            self.top().note = "Wrong PIN"
+
+    def _first_pin(self, p):
+        def repeat(p2):
+            self.stack.pop()
+            if p2 != p:
+                self.push(PinEntry(self, "SET PIN", "New PIN:", self._first_pin, "PINs differ"))
+                return
+            if self._store_pin(p2):
+                self.open_menu()
+
+        self.stack.pop()
+        self.push(PinEntry(self, "SET PIN", "Repeat PIN:", repeat))
+
+    def _store_pin(self, p):
+        try:
+            self.pin.set(p, "menu")
+            return True
+        except Exception as e:
+            self.push(Message(self, ["PIN NOT SET", str(e)[:16]]))
+            return False
+
+    def open_menu(self):
+        self.session = True
+        self.app.audit.append("menu", "session-start", "ok")
+        from meter import menu
+
+        self.push(menu.root(self))
+
+    def reset_pin(self):
+        try:
+            self.pin.clear("startup")
+            self.push(Message(self, ["PIN RESET", "PIN cleared.", "Set a new one", "at next menu", "entry."]))
+        except Exception as e:
+            self.push(Message(self, ["PIN RESET", "FAILED:", str(e)[:16]]))
+
+    # the task
     def render(self):
         s = self.screen
         s.clear()
-        PAGES[self.page](s, self.app)
-        s.line(6, "%d/%d" % (self.page + 1, len(PAGES)))
-        s.line(7, status_text(self.app), True)
+        self.top().render(s)
         s.show()
+        self.dirty = False
 
     async def run(self):
-        last = self.buttons.read()
-        since = REFRESH_MS
+        self.stack.append(Startup(self))
+        since = 0
         while True:
-            b = self.buttons.read()
-            pressed = b & ~last
-            last = b
-            if pressed & BTN_DOWN:
-                self.page = (self.page + 1) % len(PAGES)
-                since = REFRESH_MS
-            elif pressed & BTN_UP:
-                self.page = (self.page - 1) % len(PAGES)
-                since = REFRESH_MS
-            if since >= REFRESH_MS:
+            ev = self.buttons.poll()
+            now = time.ticks_ms()
+            if ev:
+                self.last_input = now
+                try:
+                    self.top().event(ev)
+                except Exception as e:  # a bad screen must not kill the UI
+                    from meter import log
+
+                    log.exc("ui: event failed", e)
+                    self.home()
+                self.dirty = True
+            elif len(self.stack) > 1 and time.ticks_diff(now, self.last_input) > IDLE_MS \
+                    and not isinstance(self.top(), Startup):
+                self.home()  # idle: leave the menu, end the session
+            if self.dirty or since >= REFRESH_MS:
                 self.render()
                 since = 0
-            await asyncio.sleep_ms(POLL_MS)
-            since += POLL_MS
+            await asyncio.sleep_ms(btn.POLL_MS)
+            since += btn.POLL_MS

@@ -20,7 +20,9 @@ partition(label)      raw flash partition, block-device protocol of
                       a byte may be programmed once between erases (encrypted
                       flash cannot rewrite in place).
 wifi()                Wi-Fi station: `.status()` -> "connected" / "connecting"
-                      / "not configured" / "failed", `.ip()` -> str or None.
+                      / "not configured" / "failed", `.ip()` -> str or None,
+                      `.connect(ssid, key)` starts joining (never blocks),
+                      `.disconnect()` forgets the credentials.
 time()                Unix time in seconds (1970 epoch on every port: the
                       ESP32's 2000 epoch is converted here).
 time_valid()          True once the clock is known to be right (NTP or host).

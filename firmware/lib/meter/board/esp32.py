@@ -63,6 +63,7 @@ _FALLBACK_SIZES = (
     ("counters", 0x10000),
     ("config", 0x4000),
     ("audit", 0x4000),
+    ("state", 0x4000),
 )
 _BLOCK = const(4096)
 

@@ -26,7 +26,8 @@ from meter.board.flashfile import FilePartition
 
 W = 128
 H = 64
-PARTITIONS = {"counters": 64 * 1024, "config": 16 * 1024, "audit": 16 * 1024}
+PARTITIONS = {"counters": 64 * 1024, "config": 16 * 1024, "audit": 16 * 1024,
+              "state": 16 * 1024}
 _BTN = {"up": BTN_UP, "down": BTN_DOWN, "ok": BTN_OK}
 
 
@@ -283,16 +284,26 @@ class HostButtons:
 
 
 class HostWifi:
-    """Simulated station: configured and connected, on loopback."""
+    """Simulated station, the same API as the esp32 board's: `connect(ssid,
+    key)` joins (any non-empty SSID, on loopback), `disconnect()` forgets the
+    credentials."""
 
     def __init__(self):
-        self._status = "connected"
+        self._ssid = None
+
+    def connect(self, ssid=None, key=None):
+        if ssid is not None:
+            self._ssid = ssid
+        return bool(self._ssid)
+
+    def disconnect(self):
+        self._ssid = None
 
     def status(self):
-        return self._status
+        return "connected" if self._ssid else "not configured"
 
     def ip(self):
-        return "127.0.0.1" if self._status == "connected" else None
+        return "127.0.0.1" if self._ssid else None
 
 
 class HostWatchdog:

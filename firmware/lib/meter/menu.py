@@ -1,0 +1,147 @@
+"""The Settings menu tree (the paths of the product's Security and Access
+page). Each entry does its real job; an entry whose feature has not landed
+yet is not shown (features add themselves through `app.menu_entries`)."""
+
+from meter import VERSION
+from meter.energy import RESET_CONFIRM
+from meter.ui import Confirm, Info, Menu, Message, PinEntry
+
+
+def root(ui):
+    app = ui.app
+
+    def items():
+        it = [("Security", lambda: ui.push(Menu(ui, "SECURITY", lambda: security(ui)))),
+              ("Communication", lambda: ui.push(Menu(ui, "COMMUNICATION", lambda: comm(ui)))),
+              ("Measurement", lambda: ui.push(Menu(ui, "MEASUREMENT", lambda: measurement(ui))))]
+        svc = services(ui)
+        if svc:
+            it.append(("Services", lambda: ui.push(Menu(ui, "SERVICES", lambda: services(ui)))))
+        it.append(("Firmware", lambda: ui.push(Info(ui, "FIRMWARE", lambda: firmware(app)))))
+        it.append(("Device info", lambda: ui.push(Info(ui, "DEVICE INFO", lambda: device(app)))))
+        return it
+
+    return Menu(ui, "SETTINGS", items)
+
+
+def _extra(ui, where):
+    return [(label, (lambda f=fn: f(ui))) for w, label, fn in getattr(ui.app, "menu_entries", ())
+            if w == where]
+
+
+def security(ui):
+    return [("Change PIN", lambda: change_pin(ui))] + _extra(ui, "security")
+
+
+def comm(ui):
+    return ([("Network", lambda: ui.push(Menu(ui, "NETWORK", lambda: network(ui))))]
+            + _extra(ui, "communication"))
+
+
+def network(ui):
+    return [("Wi-Fi", lambda: ui.push(Menu(ui, "WI-FI", lambda: wifi(ui))))]
+
+
+def wifi(ui):
+    app = ui.app
+
+    def status():
+        w = app.board.wifi()
+        return ["Network:", (app.settings.get("wifi.ssid") or "-")[:16],
+                "State:", w.status()[:16], "IP:", w.ip() or "-"]
+
+    return ([("Status", lambda: ui.push(Info(ui, "WI-FI STATUS", status)))]
+            + _extra(ui, "wifi")
+            + [("Reset Wi-Fi", lambda: ui.push(Confirm(
+                ui, ["RESET WI-FI?", "Back to 'not", "configured'. Run", "Wi-Fi setup",
+                     "again after."], lambda: reset_wifi(ui), "Yes, reset")))])
+
+
+def reset_wifi(ui):
+    app = ui.app
+    try:
+        app.settings.update({"wifi.ssid": "", "wifi.key": ""}, "menu")
+    except Exception as e:
+        ui.push(Message(ui, ["NOT RESET", str(e)[:16], str(e)[16:32]]))
+        return
+    app.board.wifi().disconnect()
+    app.audit.append("menu", "wifi-reset", "ok")
+    ui.push(Message(ui, ["WI-FI RESET", "Not configured."]))
+
+
+def measurement(ui):
+    return [("Reset counters", lambda: ui.push(Confirm(
+        ui, ["RESET COUNTERS?", "IRREVERSIBLE:", "all totals and", "per-phase values",
+             "are deleted."], lambda: reset_counters(ui), "Yes, reset all")))]
+
+
+def reset_counters(ui):
+    try:
+        ui.app.counters.reset(RESET_CONFIRM, "menu")
+    except Exception as e:
+        ui.push(Message(ui, ["NOT RESET", str(e)[:16], str(e)[16:32]]))
+        return
+    ui.push(Message(ui, ["COUNTERS RESET", "All energy", "counters are 0."]))
+
+
+def services(ui):
+    """One on/off entry per network service that exists (features register
+    (label, settings key) in app.services)."""
+    app = ui.app
+    out = []
+    for label, key in getattr(app, "services", ()):
+        on = app.settings.get(key)
+        out.append(("%s: %s" % (label, "on" if on else "off"),
+                    (lambda k=key, v=on: _toggle(ui, k, not v))))
+    return out
+
+
+def _toggle(ui, key, value):
+    try:
+        ui.app.settings.update({key: value}, "menu")
+    except Exception as e:
+        ui.push(Message(ui, ["NOT CHANGED", str(e)[:16], str(e)[16:32]]))
+
+
+def change_pin(ui):
+    pin = ui.pin
+
+    def got_current(p):
+        if not pin.check(p):
+            if pin.wait_s():
+                ui.home()  # locked out: leave the menu altogether
+                ui.enter_settings()
+            else:
+                ui.top().note = "Wrong PIN"
+            return
+        ui.stack.pop()
+        ui.push(PinEntry(ui, "CHANGE PIN", "New PIN:", got_new))
+
+    def got_new(p):
+        def repeat(p2):
+            ui.stack.pop()
+            if p2 != p:
+                ui.push(PinEntry(ui, "CHANGE PIN", "New PIN:", got_new, "PINs differ"))
+                return
+            if ui._store_pin(p2):
+                ui.push(Message(ui, ["PIN CHANGED"]))
+
+        ui.stack.pop()
+        ui.push(PinEntry(ui, "CHANGE PIN", "Repeat new PIN:", repeat))
+
+    ui.push(PinEntry(ui, "CHANGE PIN", "Current PIN:", got_current))
+
+
+def firmware(app):
+    return ["Version " + VERSION, "Board " + app.board.name]
+
+
+def _flag(v):
+    return "n/a" if v is None else ("on" if v else "OFF")
+
+
+def device(app):
+    sec = app.board.security_state()
+    return ["Serial", app.board.serial()[:16], "Firmware " + VERSION,
+            "Secure boot " + _flag(sec.get("secure_boot")),
+            "Flash enc. " + _flag(sec.get("flash_encryption"))]
