@@ -55,6 +55,7 @@ class App:
         if hasattr(self.board, "add_command"):
             self.board.add_command("state", self.state)
             self.board.add_command("quit", self.quit)
+            self.board.add_command("lateness-reset", lambda a: self.sampler.lateness.clear() or {"ok": True})
         sup = self.sup
         sup.spawn("meter", self.sampler.run, critical=True)
         # Built inside the task: a missing panel must not stop metering.
