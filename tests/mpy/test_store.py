@@ -2,6 +2,7 @@
 
 import struct
 
+import micropython
 from upytest import raises, tmpdir
 
 from meter.board.flashfile import FilePartition
@@ -47,6 +48,9 @@ class CuttingPartition:
     def readblocks(self, b, buf, off=0):
         self.p.readblocks(b, buf, off)
 
+    def info(self):
+        return self.p.info()
+
     def writeblocks(self, b, buf, off=0):
         if self._tick():
             if self.torn:
@@ -66,8 +70,12 @@ class CuttingPartition:
         return self.p.ioctl(op, arg)
 
 
-def part(d, name="p", size=4 * 4096, bs=4096):
-    return FilePartition(d + "/" + name, size, block_size=bs)
+def part(d, name="p", size=4 * 4096, bs=4096, noise=False):
+    return FilePartition(d + "/" + name, size, block_size=bs, erased_noise=noise)
+
+
+# LogStore tests run twice: on plain flash (erased reads 0xFF) and with
+# erased_noise (an encrypted partition: erased reads as noise).
 
 
 def test_flash_refuses_program_over_programmed():
@@ -79,75 +87,283 @@ def test_flash_refuses_program_over_programmed():
     p.writeblocks(0, b"\x03", 0)
 
 
-def test_append_and_reload_newest():
+def _append_and_reload_newest(noise):
     d = tmpdir()
-    s = LogStore(part(d))
-    assert s.blank and s.latest() is None
+    s = LogStore(part(d, noise=noise))
+    assert s.noise == noise
+    assert s.blank and not s.formatted and s.latest() is None
     for i in range(300):  # several block rotations
         s.append(1, b"rec%d" % i)
-    s2 = LogStore(part(d))
+    s2 = LogStore(part(d, noise=noise))
     seq, kind, data = s2.latest()
     assert (seq, kind, data) == (300, 1, b"rec299")
-    assert s2.damaged == 0 and not s2.blank
+    assert s2.damaged == 0 and not s2.blank and s2.formatted
 
 
-def test_records_ring_keeps_newest_in_order():
+def test_append_and_reload_newest():
+    _append_and_reload_newest(False)
+
+
+def test_append_and_reload_newest_noise():
+    _append_and_reload_newest(True)
+
+
+def _records_ring_keeps_newest_in_order(noise):
     d = tmpdir()
-    s = LogStore(part(d))
-    for i in range(500):
+    s = LogStore(part(d, noise=noise))
+    for i in range(900):  # wraps the 4-block ring
         s.append(3, b"e%03d" % i)
     seqs = []
     last = None
-    for seq, kind, data in LogStore(part(d)).records():
+    for seq, kind, data in LogStore(part(d, noise=noise)).records():
         seqs.append(seq)
         last = data
-    assert last == b"e499"
+    assert last == b"e899"
     assert len(seqs) >= s.capacity(4)
     # the oldest are gone, the newest are all there, in order
-    assert seqs == list(range(seqs[0], 501))
+    assert seqs[0] > 1 and seqs == list(range(seqs[0], 901))
+
+
+def test_records_ring_keeps_newest_in_order():
+    _records_ring_keeps_newest_in_order(False)
+
+
+def test_records_ring_keeps_newest_in_order_noise():
+    _records_ring_keeps_newest_in_order(True)
+
+
+def _torn_record_loads_previous_and_appends_elsewhere(noise):
+    d = tmpdir()
+    s = LogStore(part(d, noise=noise))
+    s.append(1, b"good")
+    c = CuttingPartition(part(d, noise=noise), 0, torn=16)
+    s.part = c
+    raises(Cut, s.append, 1, b"torn-record-payload")
+    s2 = LogStore(part(d, noise=noise))
+    assert s2.latest()[2] == b"good"
+    assert s2.damaged == 1 and not s2.blank
+    s2.append(1, b"after")  # not over the torn bytes: the flash would refuse
+    assert s2.erases == 1  # a fresh block
+    s3 = LogStore(part(d, noise=noise))
+    assert s3.latest()[2] == b"after"
+    assert [r[2] for r in s3.records()] == [b"good", b"after"]
 
 
 def test_torn_record_loads_previous_and_appends_elsewhere():
-    d = tmpdir()
-    s = LogStore(part(d))
-    s.append(1, b"good")
-    c = CuttingPartition(part(d), 0, torn=16)
-    s.part = c
-    raises(Cut, s.append, 1, b"torn-record-payload")
-    s2 = LogStore(part(d))
-    assert s2.latest()[2] == b"good"
-    assert s2.damaged == 1
-    s2.append(1, b"after")
-    s3 = LogStore(part(d))
-    assert s3.latest()[2] == b"after"
+    _torn_record_loads_previous_and_appends_elsewhere(False)
 
 
-def test_cut_at_every_step_never_loses_a_committed_record():
+def test_torn_record_loads_previous_and_appends_elsewhere_noise():
+    _torn_record_loads_previous_and_appends_elsewhere(True)
+
+
+def _cut_at_every_step(noise, reboot):
     # MCUboot-style: count the flash operations of a workload, then rerun it
     # cut at every one of them; after each cut the newest valid record must
-    # be the last one whose append returned, or the one being written.
+    # be the last one whose append returned, or the one being written, and
+    # the store must go on appending after the cut (the flash refuses to
+    # program over programmed bytes, so appending into torn space fails).
+    # reboot: a fresh LogStore (a restart) before every append.
     payload = lambda i: struct.pack("<I", i) + b"x" * 60
+    geo = {"size": 3 * 512, "bs": 512, "noise": noise}
     for torn in (0, 16, 48):
         k = 0
         while True:
             d = tmpdir()
-            s = LogStore(part(d, size=3 * 512, bs=512))
-            s.part = CuttingPartition(s.part, k, torn)
+            c = CuttingPartition(part(d, **geo), k, torn)
+            s = LogStore(c)
             done = -1
             try:
                 for i in range(30):
+                    if reboot and i:
+                        s = LogStore(c)
                     s.append(1, payload(i))
                     done = i
             except Cut:
                 pass
-            got = LogStore(part(d, size=3 * 512, bs=512)).latest()
-            s.part.p.close()
+            c.p.close()
+            s2 = LogStore(part(d, **geo))
+            got = s2.latest()
             val = -1 if got is None else struct.unpack_from("<I", got[2])[0]
             assert val in (done, done + 1), (torn, k, done, val)
+            # a cut never reads as corrupt (no data, not blank, not formatted)
+            assert got is not None or s2.blank or s2.formatted, (torn, k)
+            s2.append(1, payload(99))
+            s2.append(1, payload(100))
+            s3 = LogStore(part(d, **geo))
+            assert s3.latest()[2] == payload(100)
+            seqs = [r[0] for r in s3.records()]
+            assert seqs == sorted(seqs) and seqs[-1] == s3.seq, (torn, k, seqs)
+            s2.part.close()
+            s3.part.close()
             if done == 29:
                 break
             k += 1
         assert k > 30  # every program and erase was cut once
+
+
+def test_cut_at_every_step_never_loses_a_committed_record():
+    _cut_at_every_step(False, False)
+
+
+def test_cut_at_every_step_never_loses_a_committed_record_noise():
+    _cut_at_every_step(True, False)
+
+
+def test_cut_at_every_step_with_restarts():
+    _cut_at_every_step(False, True)
+
+
+def test_cut_at_every_step_with_restarts_noise():
+    _cut_at_every_step(True, True)
+
+
+def _restart_appends_in_place(noise):
+    # An orderly restart (or a cut between writes) proves the tail erased:
+    # no erase is spent, plain or encrypted.
+    d = tmpdir()
+    s = LogStore(part(d, noise=noise))
+    s.append(1, b"a")
+    assert s.erases == (1 if noise else 0)  # plain: a blank block 0 is proven
+    for i in range(5):
+        s = LogStore(part(d, noise=noise))
+        s.append(1, b"b%d" % i)
+        assert s.erases == 0
+    assert [r[2] for r in LogStore(part(d, noise=noise)).records()] == [
+        b"a", b"b0", b"b1", b"b2", b"b3", b"b4"]
+
+
+def test_restart_appends_in_place():
+    _restart_appends_in_place(False)
+
+
+def test_restart_appends_in_place_noise():
+    _restart_appends_in_place(True)
+
+
+def test_noise_partition_reads_noise_and_enforces_flash_rules():
+    d = tmpdir()
+    p = part(d, noise=True)
+    buf = bytearray(64)
+    p.readblocks(1, buf, 0)
+    assert buf != b"\xff" * 64 and len(set(buf)) > 16  # erased: noise
+    again = bytearray(64)
+    part(d, "p", noise=True).readblocks(1, again, 0)
+    assert again == buf  # deterministic
+    p.writeblocks(1, b"\xff" * 16 + b"data", 0)
+    p.readblocks(1, buf, 0)
+    assert buf[:20] == b"\xff" * 16 + b"data"  # programmed 0xFF reads 0xFF
+    raises(OSError, p.writeblocks, 1, b"\x00", 0)  # ... and is programmed
+    raises(OSError, p.writeblocks, 1, b"x", 16)
+    p.ioctl(6, 1)
+    p.writeblocks(1, b"x", 16)
+    assert p.info()[5] and not part(d, "q").info()[5]
+
+
+def _encrypt_in_place(path, size, bs):
+    """What the ESP-IDF bootloader does on the first boot with flash
+    encryption to a partition flagged `encrypted`: read each sector, erase
+    it, write it back encrypted. Erased space becomes programmed ciphertext
+    of 0xFF."""
+    plain = FilePartition(path, size, block_size=bs)
+    enc = FilePartition(path, size, block_size=bs, erased_noise=True)
+    data = bytearray(bs)
+    for b in range(size // bs):
+        plain.readblocks(b, data, 0)
+        enc.ioctl(6, b)
+        enc.writeblocks(b, data, 0)
+    plain.close()
+    enc.close()
+
+
+def test_blank_partition_encrypted_in_place_is_new_and_usable():
+    d = tmpdir()
+    part(d).close()
+    _encrypt_in_place(d + "/p", 4 * 4096, 4096)
+    s = LogStore(part(d, noise=True))
+    buf = bytearray(32)
+    s.part.readblocks(0, buf, 0)
+    assert buf == b"\xff" * 32  # reads erased, but is programmed
+    assert s.blank and not s.formatted and s.damaged == 0
+    s.append(1, b"first")  # the flash would refuse a program into block 0
+    assert s.erases == 1
+    assert LogStore(part(d, noise=True)).latest()[2] == b"first"
+
+
+def test_store_survives_encryption_turned_on():
+    # Plain records, then the bootloader encrypts the partition in place:
+    # they stay readable, and the first append does not program over the
+    # (now programmed) space after them.
+    d = tmpdir()
+    s = LogStore(part(d))
+    for i in range(50):
+        s.append(1, b"r%d" % i)
+    s.part.close()
+    _encrypt_in_place(d + "/p", 4 * 4096, 4096)
+    s = LogStore(part(d, noise=True))
+    assert s.latest()[2] == b"r49" and s.damaged == 0
+    s.append(1, b"enc")
+    assert s.erases == 1
+    s = LogStore(part(d, noise=True))
+    assert s.latest()[2] == b"enc"
+    assert [r[2] for r in s.records()][-3:] == [b"r48", b"r49", b"enc"]
+
+
+def _torn_format_marker_is_still_blank(noise):
+    d = tmpdir()
+    # plain: the marker's meaningful bytes are its first 14 (header + CRC)
+    for torn in ((0, 16) if noise else (0, 4, 8, 12)):
+        name = "m%d" % torn
+        c = CuttingPartition(part(d, name, noise=noise), 1 if noise else 0, torn)
+        s = LogStore(c)
+        raises(Cut, s.format)
+        s2 = LogStore(part(d, name, noise=noise))
+        assert s2.blank and not s2.formatted and s2.latest() is None, torn
+        assert s2.damaged == (1 if torn else 0)
+        assert s2.format()
+        s3 = LogStore(part(d, name, noise=noise))
+        assert s3.formatted and s3.blank and s3.latest() is None
+        assert not s3.format()  # once
+
+
+def test_torn_format_marker_is_still_blank():
+    _torn_format_marker_is_still_blank(False)
+    # a cut program can also leave bits of any byte unprogrammed
+    d = tmpdir()
+    s = LogStore(part(d, "ok"))
+    s.format()
+    unit = bytearray(32)
+    s.part.readblocks(0, unit, 0)
+    p = part(d)
+    p.writeblocks(0, bytes(x | 0x21 for x in unit), 0)
+    s = LogStore(p)
+    assert s.blank and not s.formatted and s.damaged == 1
+    p.writeblocks(0, b"\x00", 40)  # anything else in the block: corrupt
+    s = LogStore(p)
+    assert not s.blank and not s.formatted
+
+
+def test_torn_format_marker_is_still_blank():
+    _torn_format_marker_is_still_blank(False)
+
+
+def test_torn_format_marker_is_still_blank_noise():
+    _torn_format_marker_is_still_blank(True)
+
+
+def test_torn_only_record_is_not_blank_noise():
+    # On encrypted flash junk cannot be told from erased space, but the
+    # remains of one of our records can: not a first start.
+    d = tmpdir()
+    p = part(d, noise=True)
+    p.ioctl(6, 2)
+    p.writeblocks(2, struct.pack("<HBBIH", 0x5A17, 1, 1, 7, 40) + b"\x00" * 6, 0)
+    s = LogStore(p)
+    assert not s.blank and not s.formatted and s.damaged == 1
+    junk = part(d, "junk", noise=True)
+    junk.ioctl(6, 1)
+    junk.writeblocks(1, b"garbage!" * 8, 0)
+    assert LogStore(junk).blank  # indistinguishable from erased noise
 
 
 def test_counters_persist_and_never_go_backwards():
@@ -207,6 +423,140 @@ def test_corrupt_counter_store_is_kept_not_overwritten():
     buf = bytearray(64)
     p.readblocks(0, buf, 0)
     assert bytes(buf) == b"garbage!" * 8
+
+
+def _snapshot(p, vals, gen=0, flags=0, v0=False):
+    s = LogStore(p)
+    if v0:  # written before the flags field existed
+        s.append(1, struct.pack("<II8Q", gen, 0, *vals))
+    else:
+        s.append(1, struct.pack("<II8QI", gen, 0, *vals, flags))
+
+
+def test_add_and_due_stay_in_small_ints():
+    # On the ESP32 small ints are 31-bit and µWh totals pass that after
+    # ~1 kWh. Here (63-bit) totals beyond 2**62 play that part: any
+    # arithmetic on them would allocate, which heap_lock turns into an error.
+    d = tmpdir()
+    big = [2 ** 63 + i for i in range(8)]
+    _snapshot(part(d), big)
+    c = EnergyCounters(LogStore(part(d)), Clock(), None, 3125)
+    assert c.uwh == big and c.status == "ok"
+    buf = [65535, 1, 0, 7, 0, 0, 2, 65535]
+    c.add(buf)
+    c.due(0)
+    micropython.heap_lock()
+    try:
+        for t in range(100):
+            c.add(buf)
+            c.due(t * 1000)
+        due = c.due(31000)
+    finally:
+        micropython.heap_unlock()
+    assert due
+    assert c.uwh == [big[i] + 101 * buf[i] * 3125 for i in range(8)]
+    assert c.pending() == 101 * 65535 * 3125
+    assert c.wh(3) == (big[3] + 101 * 7 * 3125) // 1000000
+    c.save(31000)
+    assert c.pending() == 0 and c.uwh == [big[i] + 101 * buf[i] * 3125 for i in range(8)]
+    assert EnergyCounters(LogStore(part(d)), Clock(), None, 3125).uwh == c.uwh
+
+
+def test_save_threshold_is_exactly_one_wh():
+    d = tmpdir()
+    c = EnergyCounters(LogStore(part(d)), Clock(), None, 3125)
+    c.add([319, 0, 0, 0, 0, 0, 0, 0])  # 996.875 mWh
+    assert c.pending() == 996875
+    assert not c.due(0) and not c.due(60000)
+    c.add([1, 0, 0, 0, 0, 0, 0, 0])  # exactly 1 Wh
+    assert c.pending() == 1000000 and c.due(60001)
+
+
+def test_snapshot_without_flags_still_loads():
+    d = tmpdir()
+    _snapshot(part(d), [5 * 3125] * 8, gen=3, v0=True)
+    c = EnergyCounters(LogStore(part(d)), Clock(), None, 3125)
+    assert c.status == "ok" and c.generation == 3 and c.uwh == [15625] * 8
+    c.add([1] * 8)
+    c.save()
+    c2 = EnergyCounters(LogStore(part(d)), Clock(), None, 3125)
+    assert c2.uwh == [18750] * 8 and c2.generation == 3
+
+
+def _counters_missing_after_earlier_boot(noise):
+    d = tmpdir()
+    clk = Clock()
+    audit = AuditLog(LogStore(part(d, "audit", noise=noise)), clk)
+    cnt = lambda: EnergyCounters(LogStore(part(d, "cnt", noise=noise)), clk, audit, 3125)
+    c = cnt()
+    assert c.status == "new"
+    audit.append("system", "boot", "ok", "1.0")  # App.run, after loading
+    c.add([400] * 8)
+    c.save()
+    assert cnt().status == "ok"
+    # the counters partition is lost (erased, reflashed...)
+    p = part(d, "cnt", noise=noise)
+    for b in range(4):
+        p.ioctl(6, b)
+    c = cnt()
+    assert c.status == "missing" and c.uwh == [0] * 8
+    c.add([320] * 8)
+    c.save()
+    assert c.status == "missing"  # saving goes on, the flag stays
+    c = cnt()
+    assert c.status == "missing" and c.uwh == [1000000] * 8  # stored with the flag
+    c.reset(RESET_CONFIRM, "menu")
+    assert c.status == "ok"
+    c = cnt()
+    assert c.status == "ok" and c.generation == 1 and c.uwh == [0] * 8
+
+
+def test_counters_missing_after_earlier_boot():
+    _counters_missing_after_earlier_boot(False)
+
+
+def test_counters_missing_after_earlier_boot_noise():
+    _counters_missing_after_earlier_boot(True)
+
+
+def _cut_before_first_save_is_still_new(noise):
+    # First start: the store is set up at once, so a cut before the first
+    # snapshot (after the boot event) does not read as counters lost.
+    d = tmpdir()
+    clk = Clock()
+    audit = AuditLog(LogStore(part(d, "audit", noise=noise)), clk)
+    c = EnergyCounters(LogStore(part(d, "cnt", noise=noise)), clk, audit, 3125)
+    assert c.status == "new" and c.store.formatted
+    audit.append("system", "boot", "ok", "1.0")
+    c.add([400] * 8)  # never saved: power cut
+    c = EnergyCounters(LogStore(part(d, "cnt", noise=noise)), clk, audit, 3125)
+    assert c.status == "new" and c.uwh == [0] * 8
+    # ... and so does a cut inside that first snapshot
+    c.add([400] * 8)
+    c.store.part = CuttingPartition(c.store.part, 0, 16)
+    raises(Cut, c.save)
+    c = EnergyCounters(LogStore(part(d, "cnt", noise=noise)), clk, audit, 3125)
+    assert c.status == "new"
+    c.add([400] * 8)
+    c.save()
+    assert EnergyCounters(LogStore(part(d, "cnt", noise=noise)), clk, audit, 3125).status == "ok"
+
+
+def test_cut_before_first_save_is_still_new():
+    _cut_before_first_save_is_still_new(False)
+
+
+def test_cut_before_first_save_is_still_new_noise():
+    _cut_before_first_save_is_still_new(True)
+
+
+def test_blank_counters_without_earlier_boot_are_new():
+    d = tmpdir()
+    clk = Clock()
+    audit = AuditLog(LogStore(part(d, "audit")), clk)
+    audit.append("web", "login", "ok")  # events, but no boot
+    c = EnergyCounters(LogStore(part(d, "cnt")), clk, audit, 3125)
+    assert c.status == "new"
 
 
 def test_settings_validate_atomic_and_guarded():
@@ -269,19 +619,49 @@ class FailingPartition(CuttingPartition):
         raise OSError(5)
 
 
-def test_failed_writes_never_erase_the_newest_record():
+def _failed_writes_never_erase_the_newest_record(noise):
     d = tmpdir()
-    s = LogStore(part(d))
+    s = LogStore(part(d, noise=noise))
     s.append(1, b"newest good")
-    s.part = FailingPartition(part(d), 10 ** 6)
+    s.part = FailingPartition(part(d, noise=noise), 10 ** 6)
     for _ in range(3 * s.nblocks):  # a long run of failing saves
         try:
             s.append(1, b"x" * 40)
         except OSError:
             pass
-    got = LogStore(part(d)).latest()
+    got = LogStore(part(d, noise=noise)).latest()
     assert got[2] == b"newest good"
     assert s.seq > got[0]  # sequence numbers of failed writes are not reused
+
+
+def test_failed_writes_never_erase_the_newest_record():
+    _failed_writes_never_erase_the_newest_record(False)
+
+
+def test_failed_writes_never_erase_the_newest_record_noise():
+    _failed_writes_never_erase_the_newest_record(True)
+
+
+class WrongPartition(CuttingPartition):
+    """Programs a different byte than asked (silently bad flash)."""
+
+    def writeblocks(self, b, buf, off=0):
+        bad = bytearray(buf)
+        bad[12] ^= 0x01
+        self.p.writeblocks(b, bad, off)
+
+
+def test_write_is_read_back():
+    d = tmpdir()
+    s = LogStore(part(d))
+    s.append(1, b"good")
+    s.part = WrongPartition(part(d), 10 ** 6)
+    e = raises(OSError, s.append, 1, b"bad")
+    assert e.args[0] == 5
+    s.part = part(d)
+    s.append(1, b"next")  # the block was closed: a fresh one
+    assert s.erases == 1
+    assert [r[2] for r in LogStore(part(d)).records()] == [b"good", b"next"]
 
 
 def test_counter_save_failure_backs_off_and_is_flagged():

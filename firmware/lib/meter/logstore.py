@@ -12,14 +12,36 @@ ever patched in place (no "valid/obsolete" flag bits).
 On-flash record (little endian), padded with 0xFF to a multiple of ALIGN
 bytes (32: the ESP32's encrypted-write granularity):
 
-    u16 magic | u8 kind | u8 0 | u32 seq | u16 len | payload | u32 crc32
+    u16 magic | u8 kind | u8 flags | u32 seq | u16 len | payload
+        | [u32 tail, if flags & F_TAIL] | u32 crc32 (of all before it)
 
-The partition is a ring of erase blocks. Appends fill the block holding the
-newest record; when it is full (or damaged by a torn write, which "closes"
-it), the next block is erased and used. The newest record thus always sits in
-a block other than the one being erased, so an interrupted erase cannot lose
-it. Old records survive until their block comes round again: the audit log
-reads them all, the counter and settings stores only the newest.
+kind 0 is the format marker (seq 0, empty payload): the first record ever
+written to a store, so that a store that was set up but holds no data yet is
+told apart from one that never was. Data records have seq 1, 2, ...
+
+Free space without 0xFF. On a partition with the `encrypted` flag (and flash
+encryption on) reads are decrypted, so erased flash reads as noise, and a
+blank partition the bootloader encrypted in place reads 0xFF although it is
+programmed. So the store never takes "looks erased" as proof there:
+
+- A block it erased itself in this boot is known erased; appends fill it.
+- After a reboot it appends to the block of the newest record only if the
+  rest of that block is proven untouched: on plain flash it reads all 0xFF;
+  on encrypted flash its CRC32 equals `tail`, which that newest record
+  carries: the CRC of the rest of its block as read (erased) just before the
+  record was written. A torn or failed write after it changes those bytes.
+- Otherwise the next block is erased and used: a reboot costs at most one
+  erase, and only when the last write before it was interrupted or failed.
+
+Each record is read back after programming; a mismatch fails the append.
+
+The partition is a ring of erase blocks. Appends fill the current block; when
+it is full, unproven or closed by a failed write, the next block is erased
+and used. The newest record thus always sits in a block other than the one
+being erased, so an interrupted erase cannot lose it, and a run of failed
+writes never erases it (append raises ENOSPC instead). Old records survive
+until their block comes round again: the audit log reads them all, the
+counter and settings stores only the newest.
 """
 
 import struct
@@ -30,11 +52,25 @@ ALIGN = 32
 _HDR = "<HBBIH"
 HDR_SIZE = 10  # struct.calcsize(_HDR)
 CRC_SIZE = 4
+TAIL_SIZE = 4
+F_TAIL = 1  # flags: a u32 tail fingerprint precedes the CRC
+MARKER = 0  # kind of the format marker
+_CHUNK = 256
 
 
-def record_size(n):
-    size = HDR_SIZE + n + CRC_SIZE
+def record_size(n, flags=0):
+    size = HDR_SIZE + n + (TAIL_SIZE if flags & F_TAIL else 0) + CRC_SIZE
     return (size + ALIGN - 1) // ALIGN * ALIGN
+
+
+def erased_noise(part):
+    """Whether erased bytes of `part` may not read as 0xFF: an encrypted
+    esp32.Partition (info()[5]; ESP-IDF sets it only while flash encryption
+    is on) or a FilePartition(erased_noise=True)."""
+    try:
+        return bool(part.info()[5])
+    except Exception:
+        return False
 
 
 class LogStore:
@@ -44,7 +80,9 @@ class LogStore:
         self.part = part
         self.nblocks = part.ioctl(4)
         self.bs = part.ioctl(5)
-        self.max_payload = self.bs - HDR_SIZE - CRC_SIZE
+        self.noise = erased_noise(part)
+        self._flags = F_TAIL if self.noise else 0
+        self.max_payload = self.bs - HDR_SIZE - CRC_SIZE - (TAIL_SIZE if self.noise else 0)
         self.writes = 0
         self.erases = 0
         self.load()
@@ -52,67 +90,139 @@ class LogStore:
     # -- scanning ---------------------------------------------------------
 
     def load(self):
-        """Scan the partition. Sets seq, the append position and `damaged`
-        (count of blocks holding something that is not a valid record: torn
-        writes, interrupted erases, corruption). `blank` means never written."""
+        """Scan the partition and set:
+
+        - seq: the newest data sequence number (0: none);
+        - formatted: some valid record (data or format marker) exists;
+        - blank: no data record and no sign of damage (a never-used or
+          freshly formatted store; an interrupted format counts as blank);
+        - damaged: blocks holding something recognisably broken after their
+          valid records (plain flash: anything not 0xFF; encrypted flash,
+          where erased reads as noise: a record header that fails its check,
+          i.e. a torn or corrupted record);
+        - the append position: the newest record's block, only if its rest
+          is proven erased (see the module doc)."""
         self.seq = 0
         self.damaged = 0
         self.blank = True
-        self._newest = None  # (seq, block, off)
-        self._free = [None] * self.nblocks  # append offset per block, None = closed
+        self.formatted = False
+        self._newest = None  # (seq, block, off, end, tail)
+        self._cur = 0
+        self._off = None  # append offset in _cur; None: full or not proven erased
+        bs = self.bs
+        noise = self.noise
         unit = bytearray(ALIGN)
+        nfree = None  # plain flash: where the newest record's block is free
+        free0 = None  # plain flash: block 0 wholly erased
         for b in range(self.nblocks):
             off = 0
-            while off + ALIGN <= self.bs:
+            while off + ALIGN <= bs:
                 self.part.readblocks(b, unit, off)
-                if _erased(unit):
-                    if self._rest_erased(b, off):
-                        self._free[b] = off
-                    else:
-                        self.damaged += 1
-                        self.blank = False
-                    break
-                self.blank = False
                 rec = self._parse(b, off, unit)
                 if rec is None:
-                    self.damaged += 1
                     break
-                seq, size = rec
-                if seq >= self.seq:
-                    self.seq = seq
-                    self._newest = (seq, b, off)
+                seq, kind, size, tail = rec
+                self.formatted = True
+                if kind != MARKER:
+                    self.blank = False
+                nb = self._newest
+                if nb is None or seq > nb[0]:
+                    self._newest = (seq, b, off, off + size, tail)
+                    if kind != MARKER:
+                        self.seq = seq
                 off += size
-        if self._newest is None:
-            self._cur = 0
+            free = None
+            if off + ALIGN <= bs:  # `unit` holds what stopped the scan
+                if not noise and _erased(unit) and self._rest_erased(b, off + ALIGN):
+                    free = off
+                elif self._torn_marker(b, off, unit):
+                    self.damaged += 1  # an interrupted format: still blank
+                elif not noise or self._record_like(unit):
+                    self.damaged += 1
+                    self.blank = False
+            if b == 0:
+                free0 = free
+            nb = self._newest
+            if nb is not None and nb[1] == b:
+                nfree = free
+        nb = self._newest
+        if nb is None:
+            self._off = free0
         else:
-            self._cur = self._newest[1]
+            self._cur = nb[1]
+            end = nb[3]
+            if not noise:
+                self._off = nfree
+            elif end + ALIGN <= bs and nb[4] is not None and self._tail_crc(nb[1], end) == nb[4]:
+                self._off = end
 
-    def _rest_erased(self, b, off):
-        buf = bytearray(256)
+    def _chunks(self, b, off):
+        """Yield memoryviews over the rest of block b from off, read in
+        _CHUNK-byte pieces into one buffer."""
+        buf = bytearray(min(_CHUNK, self.bs - off))
         while off < self.bs:
-            n = min(256, self.bs - off)
+            n = min(len(buf), self.bs - off)
             mv = memoryview(buf)[:n]
             self.part.readblocks(b, mv, off)
+            yield mv
+            off += n
+
+    def _rest_erased(self, b, off):
+        if off >= self.bs:
+            return True
+        for mv in self._chunks(b, off):
             if not _erased(mv):
                 return False
-            off += n
         return True
+
+    def _tail_crc(self, b, off):
+        c = 0
+        if off < self.bs:
+            for mv in self._chunks(b, off):
+                c = crc32(mv, c)
+        return c
+
+    def _record_like(self, head):
+        """A record header, valid or not (remnant of a torn/damaged record)."""
+        magic, kind, flags, seq, n = struct.unpack_from(_HDR, head)
+        return magic == MAGIC and not flags & ~F_TAIL and n <= self.max_payload
+
+    def _torn_marker(self, b, off, head):
+        """The remains of a format marker cut while being written: the only
+        write the store ever attempted in block b. On plain flash the marker
+        is fixed bytes, and a cut program leaves some of its 0 bits at 1; on
+        encrypted flash a cut leaves its header (or, on real hardware, noise
+        that is not a record at all)."""
+        if off:
+            return False
+        if self.noise:
+            if not self._record_like(head):
+                return False
+            magic, kind, flags, seq, n = struct.unpack_from(_HDR, head)
+            return kind == MARKER and not seq and not n
+        m = _marker_unit()
+        for i in range(ALIGN):
+            if head[i] & m[i] != m[i]:
+                return False
+        return self._rest_erased(b, ALIGN)
 
     def _parse(self, b, off, head):
         """Validate the record at (b, off); head holds its first ALIGN bytes.
-        Returns (seq, size) or None."""
-        magic, kind, _, seq, n = struct.unpack_from(_HDR, head)
-        if magic != MAGIC or n > self.bs - off - HDR_SIZE - CRC_SIZE:
+        Returns (seq, kind, size, tail) or None."""
+        magic, kind, flags, seq, n = struct.unpack_from(_HDR, head)
+        if magic != MAGIC or flags & ~F_TAIL:
             return None
-        size = record_size(n)
+        size = record_size(n, flags)
         if off + size > self.bs:
             return None
-        rec = bytearray(HDR_SIZE + n + CRC_SIZE)
+        body = HDR_SIZE + n + (TAIL_SIZE if flags else 0)
+        rec = bytearray(body + CRC_SIZE)
         self.part.readblocks(b, rec, off)
-        crc = struct.unpack_from("<I", rec, HDR_SIZE + n)[0]
-        if crc32(memoryview(rec)[:HDR_SIZE + n]) != crc:
+        crc = struct.unpack_from("<I", rec, body)[0]
+        if crc32(memoryview(rec)[:body]) != crc:
             return None
-        return seq, size
+        tail = struct.unpack_from("<I", rec, body - TAIL_SIZE)[0] if flags else None
+        return seq, kind, size, tail
 
     def _payload(self, b, off):
         head = bytearray(HDR_SIZE)
@@ -125,13 +235,15 @@ class LogStore:
     # -- reading ------------------------------------------------------------
 
     def latest(self):
-        """(seq, kind, payload) of the newest valid record, or None."""
-        if self._newest is None:
+        """(seq, kind, payload) of the newest valid data record, or None."""
+        nb = self._newest
+        if nb is None:
             return None
-        return self._payload(self._newest[1], self._newest[2])
+        r = self._payload(nb[1], nb[2])
+        return None if r[1] == MARKER else r
 
     def records(self):
-        """All valid records, oldest first, as (seq, kind, payload).
+        """All valid data records, oldest first, as (seq, kind, payload).
 
         Blocks fill in ring order, so walking them from the one after the
         current block round to the current one yields records in sequence
@@ -143,54 +255,101 @@ class LogStore:
             off = 0
             while off + ALIGN <= self.bs:
                 self.part.readblocks(b, unit, off)
-                if _erased(unit):
-                    break
                 rec = self._parse(b, off, unit)
                 if rec is None:
                     break
-                yield self._payload(b, off)
-                off += rec[1]
+                if rec[1] != MARKER:
+                    yield self._payload(b, off)
+                off += rec[2]
 
     # -- writing ------------------------------------------------------------
 
     def append(self, kind, payload):
         """Append one record atomically (a cut leaves the previous newest
-        record in force). Returns its sequence number."""
+        record in force). Returns its sequence number. The first append to a
+        store without any valid record writes the format marker first."""
+        if kind == MARKER:
+            raise ValueError("kind 0 is the format marker")
+        if self._newest is None:
+            self._put(MARKER, b"")
+        return self._put(kind, payload)
+
+    def format(self):
+        """Mark a blank store as set up (writes the format marker), so that a
+        later start tells "set up, nothing stored yet" from "never used".
+        Does nothing on a store that holds a valid record or is damaged."""
+        if self._newest is None and self.blank:
+            self._put(MARKER, b"")
+            return True
+        return False
+
+    def _put(self, kind, payload):
         n = len(payload)
         if n > self.max_payload:
             raise ValueError("record too large")
-        size = record_size(n)
+        flags = self._flags
+        size = record_size(n, flags)
+        bs = self.bs
         b = self._cur
-        off = self._free[b]
-        if off is None or off + size > self.bs:
+        off = self._off
+        if off is None or off + size > bs:
             b = (b + 1) % self.nblocks
-            if self._newest is not None and b == self._newest[1]:
+            nb = self._newest
+            if nb is not None and b == nb[1]:
                 # Only after a run of failed writes closed every other block:
                 # never erase the newest record to make room.
                 raise OSError(28)  # ENOSPC
             self.part.ioctl(6, b)
             self.erases += 1
-            off = 0
             self._cur = b
-        seq = self.seq + 1
-        self.seq = seq  # used even if the write fails: never issued twice
+            self._off = off = 0
+        if kind == MARKER:
+            seq = 0
+        else:
+            seq = self.seq + 1
+            self.seq = seq  # used even if the write fails: never issued twice
         rec = bytearray(b"\xff" * size)
-        struct.pack_into(_HDR, rec, 0, MAGIC, kind, 0, seq, n)
+        struct.pack_into(_HDR, rec, 0, MAGIC, kind, flags, seq, n)
         rec[HDR_SIZE:HDR_SIZE + n] = payload
-        struct.pack_into("<I", rec, HDR_SIZE + n, crc32(memoryview(rec)[:HDR_SIZE + n]))
+        p = HDR_SIZE + n
+        tail = None
+        if flags:
+            # The rest of the block after this record, still erased: the
+            # reference a later start checks before appending after it.
+            tail = self._tail_crc(b, off + size)
+            struct.pack_into("<I", rec, p, tail)
+            p += TAIL_SIZE
+        struct.pack_into("<I", rec, p, crc32(memoryview(rec)[:p]))
         # Mark the slot used before programming: if the program fails half
         # way, we must not try to program the same bytes again.
-        self._free[b] = None
+        self._off = None
         self.part.writeblocks(b, rec, off)
         self.writes += 1
-        self._free[b] = off + size if off + size < self.bs else None
-        self._newest = (seq, b, off)
-        self.blank = False
+        back = bytearray(size)
+        self.part.readblocks(b, back, off)
+        if back != rec:
+            raise OSError(5)  # EIO: did not program as written; block closed
+        end = off + size
+        self._off = end if end + ALIGN <= bs else None
+        self._newest = (seq, b, off, end, tail)
+        self.formatted = True
+        if kind != MARKER:
+            self.blank = False
         return seq
 
     def capacity(self, payload_len):
-        """Records of this size the ring keeps at least (all blocks but one)."""
-        return (self.nblocks - 1) * (self.bs // record_size(payload_len))
+        """Records of this size the ring keeps at least (all blocks but one),
+        as long as no write fails or is cut: each that does leaves the rest
+        of its block unused (docs/energy.md)."""
+        return (self.nblocks - 1) * (self.bs // record_size(payload_len, self._flags))
+
+
+def _marker_unit():
+    """The format marker as plain flash holds it (one ALIGN unit)."""
+    u = bytearray(b"\xff" * ALIGN)
+    struct.pack_into(_HDR, u, 0, MAGIC, MARKER, 0, 0, 0)
+    struct.pack_into("<I", u, HDR_SIZE, crc32(memoryview(u)[:HDR_SIZE]))
+    return u
 
 
 def _erased(buf):

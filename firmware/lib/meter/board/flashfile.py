@@ -12,6 +12,14 @@ encrypted) flash allows, so that a store which works here works there:
   killed mid-write leaves a torn record, as a power cut does.
 
 A file shorter than the partition (truncated) reads as erased past its end.
+
+erased_noise=True models a partition with the `encrypted` flag on a device
+with flash encryption on: the file holds the raw flash (erased = 0xFF), and
+every byte is read and written through a keystream derived from its address
+(as the ESP32 decrypts and encrypts with a key tweaked by address). So erased
+bytes read as deterministic noise, data reads back as written (0xFF too, and
+that 0xFF is programmed), and the never-program-twice rule holds on the raw
+bytes. info()[5] says so, as esp32.Partition.info() does.
 """
 
 import errno
@@ -23,8 +31,11 @@ IOCTL_BLK_ERASE = 6
 
 
 class FilePartition:
-    def __init__(self, path, size, block_size=4096, chunk=16, delay_us=0):
+    def __init__(self, path, size, block_size=4096, chunk=16, delay_us=0,
+                 erased_noise=False):
         self.path = path
+        self.erased_noise = erased_noise
+        self._ks = _keystream() if erased_noise else None
         self.size = size
         self.block_size = block_size
         self.chunk = chunk
@@ -43,13 +54,18 @@ class FilePartition:
     def close(self):
         self._f.close()
 
-    def _read(self, addr, buf):
+    def _read_raw(self, addr, buf):
         f = self._f
         f.seek(addr)
         n = f.readinto(buf)
         n = n or 0
         for i in range(n, len(buf)):  # past a truncated end: erased
             buf[i] = 0xFF
+
+    def _read(self, addr, buf):
+        self._read_raw(addr, buf)
+        if self._ks is not None:
+            _crypt(self._ks, addr, buf)
 
     def readblocks(self, block, buf, offset=0):
         addr = block * self.block_size + offset
@@ -64,8 +80,11 @@ class FilePartition:
         if offset is None:  # esp32.Partition erases first in the 2-arg form
             for b in range(len(buf) // self.block_size):
                 self.ioctl(IOCTL_BLK_ERASE, block + b)
+        if self._ks is not None:
+            buf = bytearray(buf)
+            _crypt(self._ks, addr, buf)
         old = bytearray(len(buf))
-        self._read(addr, old)
+        self._read_raw(addr, old)
         for i in range(len(buf)):
             if old[i] != 0xFF and old[i] != buf[i]:
                 raise OSError(errno.EIO)  # program over programmed data
@@ -79,6 +98,11 @@ class FilePartition:
             f.flush()
             if self.delay_us:
                 _sleep_us(self.delay_us)
+
+    def info(self):
+        """As esp32.Partition.info(): (type, subtype, addr, size, label,
+        encrypted); type data, subtype unknown."""
+        return (1, 0xFF, 0, self.size, self.path, self.erased_noise)
 
     def ioctl(self, op, arg=None):
         if op == IOCTL_BLK_COUNT:
@@ -100,6 +124,24 @@ class FilePartition:
             f.flush()
             return 0
         return 0
+
+
+def _keystream():
+    # 4 KiB of fixed pseudo-random bytes (LCG); see _crypt.
+    t = bytearray(4096)
+    x = 0x2545F491
+    for i in range(4096):
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+        t[i] = x >> 23
+    return t
+
+
+def _crypt(ks, addr, buf):
+    """XOR buf (flash bytes from addr on) with the address keystream; its
+    own inverse."""
+    for i in range(len(buf)):
+        a = addr + i
+        buf[i] ^= ks[a & 4095] ^ ((a >> 12) * 73 & 255)
 
 
 def _sleep_us(us):
