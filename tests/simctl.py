@@ -164,7 +164,7 @@ import json
 from meter.board.host import HostBoard
 from meter.logstore import LogStore
 from meter.energy import EnergyCounters
-b = HostBoard(["x", "--state", %r, "--headless"])
+b = HostBoard(["x", "--state", %r, "--headless"] + %r)
 s = LogStore(b.partition("counters"))
 c = EnergyCounters(s, b, None, 3125)
 try:
@@ -176,19 +176,20 @@ print(json.dumps({"uwh": c.uwh, "gen": c.generation, "status": c.status,
 """
 
 
-def probe(state):
+def probe(state, *board_args):
     """Load the counters from a (stopped) simulator's flash with the
     firmware's own loader; also the simulated IC's truth."""
     state = str(state)
-    return json.loads(upy.exec_code(PROBE % (state, state)).strip().splitlines()[-1])
+    code = PROBE % (state, list(board_args), state)
+    return json.loads(upy.exec_code(code).strip().splitlines()[-1])
 
 
-def configure(state, **values):
+def configure(state, *board_args, **values):
     """Store settings in a simulator's flash through the settings store."""
     upy.exec_code("""
 from meter.board.host import HostBoard
 from meter.logstore import LogStore
 from meter.settings import Settings
-b = HostBoard(["x", "--state", %r, "--headless"])
+b = HostBoard(["x", "--state", %r, "--headless"] + %r)
 Settings(LogStore(b.partition("config"))).update(%r, "test")
-""" % (str(state), values))
+""" % (str(state), list(board_args), values))

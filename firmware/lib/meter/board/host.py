@@ -5,13 +5,18 @@
   as text and PNG through the control socket;
 - buttons: keys (w/s/enter, arrows) or the control socket;
 - partitions: files in the state directory, with NOR-flash rules;
-- Wi-Fi: simulated.
+- Wi-Fi: simulated below the board interface (HostWifi): networks in
+  range with their keys (DIR/wifi-sim.json overrides the default list), a
+  join that succeeds only with the right key, and the setup access point;
+- the Web Admin listens on 127.0.0.1, port --web-port (default 8080).
 
 Options (sys.argv): --state DIR (keeps the simulated flash; default a fresh
 temporary directory, so two instances can run side by side), --profile NAME,
 --control PORT (line-based JSON control socket on 127.0.0.1), --headless
 (no terminal drawing or keys), --fault MODE, --truth (the IC keeps its
-reference energy in DIR/ic-truth), --flash-delay-us N (slow flash).
+reference energy in DIR/ic-truth), --flash-delay-us N (slow flash),
+--encrypted-flash (erased flash reads as noise, as with ESP32 flash
+encryption on), --web-port N (the Web Admin's port).
 """
 
 import json
@@ -33,18 +38,19 @@ _BTN = {"up": BTN_UP, "down": BTN_DOWN, "ok": BTN_OK}
 
 def _opts(argv):
     o = {"state": None, "profile": "house", "control": 0, "headless": False,
-         "fault": None, "truth": False, "flash_delay_us": 0}
+         "fault": None, "truth": False, "flash_delay_us": 0, "encrypted_flash": False,
+         "web_port": 8080}
     i = 1
     while i < len(argv):
         a = argv[i]
-        if a in ("--headless", "--truth"):
-            o[a[2:]] = True
+        if a in ("--headless", "--truth", "--encrypted-flash"):
+            o[a[2:].replace("-", "_")] = True
         elif a.startswith("--") and i + 1 < len(argv):
             key = a[2:].replace("-", "_")
             if key not in o:
                 raise SystemExit("unknown option " + a)
             v = argv[i + 1]
-            o[key] = int(v) if key in ("control", "flash_delay_us") else v
+            o[key] = int(v) if key in ("control", "flash_delay_us", "web_port") else v
             i += 1
         else:
             raise SystemExit("unknown option " + a)
@@ -68,7 +74,9 @@ class HostBoard:
         self._ic = None
         self._display = None
         self.btn = HostButtons()
-        self._wifi = HostWifi()
+        self._wifi = HostWifi(self.files + "/wifi-sim.json")
+        # the Web Admin's address (meter/web): loopback only, never exposed
+        self.http_bind = ("127.0.0.1", o["web_port"])
         self._commands = {}
         self.interactive = not o["headless"] and _isatty()
         if self.interactive:  # the terminal shows the display: log to a file
@@ -101,7 +109,8 @@ class HostBoard:
         p = self._parts.get(label)
         if p is None:
             p = FilePartition(self.files + "/" + label + ".bin", PARTITIONS[label],
-                              delay_us=self.opts["flash_delay_us"])
+                              delay_us=self.opts["flash_delay_us"],
+                              erased_noise=self.opts["encrypted_flash"])
             self._parts[label] = p
         return p
 
@@ -283,27 +292,80 @@ class HostButtons:
         return self.level
 
 
-class HostWifi:
-    """Simulated station, the same API as the esp32 board's: `connect(ssid,
-    key)` joins (any non-empty SSID, on loopback), `disconnect()` forgets the
-    credentials."""
+# Networks the simulated station finds: (ssid, rssi dBm, auth, key). "sim"
+# and HomeNet are the networks the tests use.
+SIM_NETWORKS = (
+    ("HomeNet", -48, "WPA2", "secret-key"),
+    ("sim", -55, "open", ""),
+    ("Neighbour-5G", -71, "WPA2", "not-yours-1"),
+    ("CafeGuest", -83, "open", ""),
+)
 
-    def __init__(self):
+
+class HostWifi:
+    """Simulated Wi-Fi, the same API as the esp32 board's: a station that
+    joins one of the networks in range (SIM_NETWORKS, or the list in
+    `sim_path`, JSON [[ssid, rssi, auth, key], ...]) only with its key (any
+    key for an open one), and an access point for the Wi-Fi setup.
+
+    `connect(ssid, key)` joins or fails at once ("failed": unknown network or
+    wrong key), `disconnect()` forgets the credentials, `scan()` lists the
+    networks, `ap_start(ssid, key)` / `ap_stop()` / `ap_active()` /
+    `ap_ip()` run the access point."""
+
+    def __init__(self, sim_path=None):
         self._ssid = None
+        self._key = ""
+        self._ok = False
+        self._ap = None
+        self._nets = SIM_NETWORKS
+        if sim_path:
+            try:
+                with open(sim_path) as f:
+                    self._nets = tuple(tuple(n) for n in json.load(f))
+            except (OSError, ValueError):
+                pass
 
     def connect(self, ssid=None, key=None):
         if ssid is not None:
             self._ssid = ssid
-        return bool(self._ssid)
+            self._key = key or ""
+        if not self._ssid:
+            return False
+        self._ok = False
+        for name, _, auth, k in self._nets:
+            if name == self._ssid and (auth == "open" or k == self._key):
+                self._ok = True
+        return True
 
     def disconnect(self):
         self._ssid = None
+        self._ok = False
 
     def status(self):
-        return "connected" if self._ssid else "not configured"
+        if not self._ssid:
+            return "not configured"
+        return "connected" if self._ok else "failed"
 
     def ip(self):
-        return "127.0.0.1" if self._ssid else None
+        return "127.0.0.1" if self._ssid and self._ok else None
+
+    def scan(self):
+        return [{"ssid": n[0], "rssi": n[1], "auth": n[2]} for n in self._nets]
+
+    def ap_start(self, ssid, key):
+        if not 8 <= len(key) <= 63:
+            raise ValueError("WPA2 needs a key of 8 to 63 characters")
+        self._ap = (ssid, key)
+
+    def ap_stop(self):
+        self._ap = None
+
+    def ap_active(self):
+        return self._ap is not None
+
+    def ap_ip(self):
+        return "192.168.4.1" if self._ap else None
 
 
 class HostWatchdog:
