@@ -122,15 +122,21 @@ def test_change_pin_needs_the_current_pin(tmp_path):
         sim.wait_screen("SETTINGS")
 
 
-def test_startup_up_down_reset_held_long_enough(tmp_path):
+def restart_holding_up_down(tmp_path):
+    """A device with a PIN, switched off and on with UP+DOWN held at start."""
     with boot(tmp_path) as sim:
         set_first_pin(sim)
         assert sim.quit() == 0
-    with Sim(tmp_path / "dev") as sim:
-        sim.cmd("press", "up")
-        sim.cmd("press", "down")
-        lines = sim.wait_screen("Keep holding", timeout=3)
-        assert lines[0].startswith("PIN RESET")
+    sim = Sim(tmp_path / "dev")
+    sim.cmd("press", "up")
+    sim.cmd("press", "down")
+    lines = sim.wait_screen("Keep holding", timeout=3)
+    assert lines[0].startswith("PIN RESET")
+    return sim
+
+
+def test_startup_up_down_reset_held_long_enough(tmp_path):
+    with restart_holding_up_down(tmp_path) as sim:
         sim.wait_screen("RESET PIN?", timeout=8)
         sim.cmd("release", "up")
         sim.cmd("release", "down")
@@ -147,13 +153,7 @@ def test_startup_up_down_reset_held_long_enough(tmp_path):
 
 
 def test_startup_reset_released_early_aborts(tmp_path):
-    with boot(tmp_path) as sim:
-        set_first_pin(sim)
-        assert sim.quit() == 0
-    with Sim(tmp_path / "dev") as sim:
-        sim.cmd("press", "up")
-        sim.cmd("press", "down")
-        sim.wait_screen("Keep holding", timeout=3)
+    with restart_holding_up_down(tmp_path) as sim:
         time.sleep(1.5)
         sim.cmd("release", "up")
         sim.cmd("release", "down")
