@@ -1,0 +1,122 @@
+"""The cloud uplink (MQTT over mutual TLS): the one object the app holds.
+
+Integration (docs/mqtt.md): `up = Uplink(app)`; spawn `up.run` under the
+supervisor; `app.services.extend(Uplink.SERVICES)`,
+`app.menu_entries.extend(up.menu_entries())`. `up.status` is a short text
+for the display (one 16-character line), `up.detail` the long form,
+`up.pairing_code()` -> (code, seconds left).
+
+This module is small on purpose: the session code (meter.mqttlink, with
+meter.mqtt and ssl) is imported only when the uplink is switched on, and
+the command code (meter.cloudcmd, with meter.crypto and hmac) only when a
+command arrives or the pairing code is shown. A switched-off uplink makes
+no connection attempt and costs almost no RAM.
+"""
+
+import asyncio
+import time
+
+from meter import log
+
+
+class Uplink:
+    # (label, settings key) for app.services: the menu's on/off entries
+    SERVICES = (("Cloud MQTT", "mqtt.enabled"), ("HA discov.", "mqtt.ha_discovery"))
+
+    def __init__(self, app):
+        self.app = app
+        self.board = app.board
+        self.id = app.board.serial()
+        self.prefix = "meters/" + self.id
+        self.status = "off"  # short, for the display
+        self.detail = "cloud uplink switched off"  # longer, for the log / Web Admin
+        self.connected = False
+        self.retry_at = None  # ticks_ms of the next attempt while backing off
+        self.stats = {"connects": 0, "failures": 0, "published": 0, "commands": 0,
+                      "pings": 0, "handshake_ms": None}
+        self.link = None  # meter.mqttlink.Link, once switched on
+        self._cmds = None
+        self._audited = None
+
+    async def run(self):
+        while True:
+            if self.app.settings.get("mqtt.enabled"):
+                if self.link is None:
+                    from meter.mqttlink import Link
+
+                    self.link = Link(self)
+                await self.link.run()  # returns when switched off
+            self._set("off", "cloud uplink switched off")
+            await asyncio.sleep_ms(1000)
+
+    def commands(self):
+        """The command handler (meter.cloudcmd), loaded on first use."""
+        if self._cmds is None:
+            from meter.cloudcmd import Commands
+
+            self._cmds = Commands(self.app, self)
+        return self._cmds
+
+    # -- for the display and the menu --------------------------------------------
+
+    def pairing_code(self):
+        """(current 6-digit code, seconds left) or (None, why not)."""
+        return self.commands().totp.code_now()
+
+    def pairing_lines(self):
+        code, left = self.pairing_code()
+        if code is None:
+            return ["Not available:", left[:16], left[16:32]]
+        return ["Code:", "   %s %s" % (code[:3], code[3:]), "valid %d s" % left,
+                "Enter it in the", "cloud app."]
+
+    def status_lines(self):
+        lines = ["State:", self.status[:16], self.status[16:32], "Broker:",
+                 (self.app.settings.get("mqtt.host") or "-")[:16]]
+        if self.retry_at is not None and not self.connected:
+            left = time.ticks_diff(self.retry_at, time.ticks_ms()) // 1000
+            lines.append("retry in %d s" % max(0, left))
+        else:
+            lines.append("sent %d" % self.stats["published"])
+        return lines
+
+    def menu_entries(self):
+        """(where, label, fn(ui)) for app.menu_entries: the uplink's state
+        and the pairing code (showing it is audited)."""
+        def screen(title, lines, event=None):
+            def show(ui):
+                from meter.ui import Info
+
+                if event:
+                    self.app.audit.append("menu", event, "shown")
+                ui.push(Info(ui, title, lines))
+            return show
+
+        return [("communication", "Cloud status", screen("CLOUD MQTT", self.status_lines)),
+                ("communication", "Pairing code",
+                 screen("PAIRING CODE", self.pairing_lines, "pairing-code"))]
+
+    def snapshot(self):
+        """State for the simulator's control socket, the Web Admin, tests."""
+        st = dict(self.stats)
+        c = self._cmds
+        st.update({"status": self.status, "detail": self.detail, "connected": self.connected,
+                   "backlog": len(self.link.backlog) if self.link else 0,
+                   "totp_accepted": c.totp.accepted if c else 0,
+                   "totp_refused": c.totp.refused if c else 0,
+                   "retry_in_ms": (None if self.retry_at is None else
+                                   max(0, time.ticks_diff(self.retry_at, time.ticks_ms())))})
+        return st
+
+    def _set(self, short, detail, level=None):
+        if short != self.status or detail != self.detail:
+            self.status = short
+            self.detail = detail
+            (level or log.info)("mqtt: %s (%s)" % (short, detail))
+        if short == "online":
+            self._audited = None
+        elif short.startswith("TLS") and short != self._audited:
+            # A refused TLS check is security-relevant: audited once per
+            # kind of failure, not on every retry (flash wear).
+            self._audited = short
+            self.app.audit.append("mqtt", "tls", "refused", detail.split(";")[0])

@@ -1,0 +1,514 @@
+"""The uplink's MQTT packets, cloud commands and TOTP rules, under MicroPython.
+
+Packets are checked byte for byte against the pinned umqtt.simple (the
+reference the design card names), driven through a fake socket as
+micropython-lib's own umqtt tests do. Codes here come from meter.crypto,
+whose RFC 4226/6238 vectors are in test_crypto.py; the CPython tests
+(tests/test_mqtt.py) use pyotp as the independent oracle.
+"""
+
+import asyncio
+import io
+import json
+import os
+import time
+
+from upytest import tmpdir
+
+from meter import mqtt
+from meter.audit import AuditLog
+from meter.board.flashfile import FilePartition
+from meter.cloudcmd import MAX_PAYLOAD, Commands, b32decode
+from meter.crypto import hotp
+from meter.energy import RESET_CONFIRM, EnergyCounters
+from meter.logstore import LogStore
+from meter.settings import Settings
+
+HEAP = "512k"
+SECRET_B32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"  # b"12345678901234567890" (RFC 6238)
+SECRET = b"12345678901234567890"
+T0 = 1_800_000_015  # a step boundary + 15 s
+
+
+# -- fakes ------------------------------------------------------------------------
+
+
+class Board:
+    name = "test"
+
+    def __init__(self, files):
+        self.files = files
+        self.t = T0
+        self.valid = True
+
+    def time(self):
+        return self.t
+
+    def time_valid(self):
+        return self.valid
+
+    def serial(self):
+        return "T-1"
+
+
+class Sampler:
+    fault = None
+    live_ok = False
+
+
+class App:
+    def __init__(self, secret=SECRET_B32):
+        d = tmpdir()
+        self.board = Board(d)
+        self.audit = AuditLog(LogStore(FilePartition(d + "/audit.bin", 16384)), self.board)
+        self.settings = Settings(LogStore(FilePartition(d + "/config.bin", 16384)), self.audit)
+        self.counters = EnergyCounters(LogStore(FilePartition(d + "/counters.bin", 65536)),
+                                       self.board, self.audit, 3125)
+        self.counters.add([100, 200, 300, 400, 5, 6, 7, 8])
+        self.sampler = Sampler()
+        if secret is not None:
+            with open(d + "/totp.secret", "w") as f:
+                f.write(secret)
+
+
+def code(step_offset=0, t=T0):
+    return hotp(SECRET, t // 30 + step_offset)
+
+
+def cmd(c, app, msg):
+    raw = msg if isinstance(msg, (bytes, str)) else json.dumps(msg)
+    if isinstance(raw, str):
+        raw = raw.encode()
+    return c.handle(raw)
+
+
+def audit_totp(app):
+    return [e for e in app.audit.events() if e[3] == "totp"]
+
+
+def state(app):
+    """Everything a command could change."""
+    files = sorted(os.listdir(app.board.files))
+    return (app.settings.all(), list(app.counters.uwh), app.counters.generation, files)
+
+
+# -- packets ----------------------------------------------------------------------
+
+
+class FakeSock:
+    def __init__(self, incoming=b""):
+        self.out = bytearray()
+        self.inp = io.BytesIO(incoming)
+
+    def write(self, buf, n=None):
+        self.out.extend(buf if n is None else buf[:n])
+        return n if n is not None else len(buf)
+
+    def read(self, n):
+        return self.inp.read(n)
+
+    def setblocking(self, flag):
+        pass
+
+    def connect(self, addr):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_packets_match_umqtt_simple():
+    from umqtt import simple
+
+    sock = FakeSock(b"\x20\x02\x00\x00")
+
+    class FakeSocketModule:
+        @staticmethod
+        def socket():
+            return sock
+
+        @staticmethod
+        def getaddrinfo(host, port):
+            return [(0, 0, 0, "", (host, port))]
+
+    saved = simple.socket
+    simple.socket = FakeSocketModule
+    try:
+        c = simple.MQTTClient("SIM-0001", "broker.test", 8883, keepalive=60)
+        c.set_last_will(b"meters/SIM-0001/status", b"offline", retain=True, qos=1)
+        c.connect()
+    finally:
+        simple.socket = saved
+    assert bytes(sock.out) == mqtt.connect_packet("SIM-0001", 60, b"meters/SIM-0001/status",
+                                                  b"offline", will_retain=True, will_qos=1)
+    for topic, msg, retain in ((b"a/b", b"x", False), (b"meters/x/energy", b"y" * 300, True),
+                               (b"t", b"z" * 20000, False)):
+        c.sock = FakeSock()
+        c.publish(topic, msg, retain)
+        assert bytes(c.sock.out) == mqtt.publish_packet(topic, msg, retain), (topic, retain)
+    c.sock = FakeSock(b"\x90\x03\x00\x01\x01")
+    c.set_callback(lambda t, m: None)
+    c.subscribe(b"meters/SIM-0001/cmd", 1)
+    assert bytes(c.sock.out) == mqtt.subscribe_packet(1, b"meters/SIM-0001/cmd", 1)
+    c.sock = FakeSock()
+    c.ping()
+    assert bytes(c.sock.out) == mqtt.PINGREQ
+    c.sock = FakeSock()
+    c.disconnect()
+    assert bytes(c.sock.out) == mqtt.DISCONNECT
+
+
+class FakeReader:
+    def __init__(self, data):
+        self.b = io.BytesIO(data)
+
+    async def readexactly(self, n):
+        d = self.b.read(n)
+        if len(d) < n:
+            raise EOFError
+        return d
+
+
+def _read_all(data, max_len):
+    conn = mqtt.Connection(FakeReader(data), None)
+    out = []
+
+    async def go():
+        try:
+            while True:
+                out.append(await conn.read_packet(max_len))
+        except EOFError:
+            pass
+
+    asyncio.run(go())
+    return out
+
+
+def test_incoming_publish_parsed_and_oversize_skipped_in_sync():
+    big = b"B" * 5000
+    stream = (mqtt.publish_packet(b"meters/x/cmd", b'{"id":"1"}')
+              + mqtt.publish_packet(b"meters/x/cmd", b"Q", qos=1, pid=7)
+              + mqtt.publish_packet(b"meters/x/cmd", big)
+              + b"\xd0\x00")
+    pk = _read_all(stream, 1400)
+    assert len(pk) == 4, pk
+    assert mqtt.parse_publish(*pk[0]) == (b"meters/x/cmd", b'{"id":"1"}', 0, 0)
+    assert mqtt.parse_publish(*pk[1]) == (b"meters/x/cmd", b"Q", 1, 7)
+    assert mqtt.parse_publish(*pk[2]) == (b"meters/x/cmd", None, 0, 0)  # payload never held
+    assert pk[3] == (0xD0, b"")  # and the stream is still in step
+
+
+def test_describe_gives_clear_statuses():
+    cases = [
+        (ValueError("\nThe certificate is not correctly signed by the trusted CA\n"), "TLS: wrong CA"),
+        (ValueError("\nThe certificate Common Name (CN) does not match with the expected CN\n"),
+         "TLS: wrong name"),
+        (ValueError("\nThe certificate validity has expired\n"), "TLS: expired"),
+        (ValueError("\nThe certificate validity starts in the future\n"), "TLS: future cert"),
+        (ValueError("\nThe certificate has been revoked\n"), "TLS: revoked"),
+        (ValueError("\nSomething else\n"), "TLS: unverified"),
+        (ValueError("ussl: cadata must be non-empty bytes"), "bad cert/key"),
+        (OSError(111), "conn refused"),
+        (OSError(32), "TLS: refused"),
+        (OSError(-30592), "TLS: refused"),
+        (OSError(113), "unreachable"),
+        (OSError(-2), "DNS failed"),
+        (OSError(-29056), "TLS error -29056"),
+        (OSError(5), "net error 5"),
+        (EOFError(), "broker closed"),
+        (KeyError("x"), "error"),
+        (mqtt.Refused("not authorised", "not authorised"), "not authorised"),
+        (mqtt.MqttError("no PINGRESP in time", "no ping answer"), "no ping answer"),
+        (asyncio.TimeoutError(), "timeout"),
+    ]
+    for e, want in cases:
+        short, detail = mqtt.describe(e)
+        assert short == want, (e, short)
+        assert len(short) <= 16 and detail  # one display line
+
+
+def test_tls_context_refuses_garbage_files():
+    try:
+        mqtt.tls_context(b"not a cert", b"x", b"y")
+    except ValueError:
+        return
+    raise AssertionError("garbage accepted")
+
+
+# -- TOTP -------------------------------------------------------------------------
+
+
+def test_b32decode_rfc4648_vectors():
+    for enc, dec in (("", b""), ("MY======", b"f"), ("MZXQ====", b"fo"), ("MZXW6===", b"foo"),
+                     ("MZXW6YQ=", b"foob"), ("MZXW6YTB", b"fooba"), ("mzxw 6ytb oi", b"foobar")):
+        assert b32decode(enc) == dec, enc
+    assert b32decode(SECRET_B32) == SECRET
+
+
+def unblock(c):
+    """Lift the wrong-code block (tested on its own below)."""
+    c.totp._blocked_until = time.ticks_ms()
+
+
+def test_valid_code_works_once_and_window_is_one_step():
+    app = App()
+    c = Commands(app)
+    r = cmd(c, app, {"id": "a", "code": code(-1), "cmd": "status"})
+    assert r["ok"] and r["id"] == "a" and r["result"]["counters_uwh"]["imp_a"] == 312500, r
+    r = cmd(c, app, {"id": "b", "code": code(0), "cmd": "status"})
+    assert r["ok"], r
+    r = cmd(c, app, {"id": "c", "code": code(0), "cmd": "status"})
+    assert r == {"id": "c", "ok": False, "error": "code already used"}, r
+    unblock(c)
+    r = cmd(c, app, {"id": "d", "code": code(1), "cmd": "status"})
+    assert r["ok"], r
+    with open(app.board.files + "/totp.last") as f:
+        assert int(f.read()) == T0 // 30 + 1
+    for off in (-1, 0, 1):  # not newer than the newest accepted step
+        unblock(c)
+        r = cmd(c, app, {"id": "e", "code": code(off), "cmd": "status"})
+        assert r["error"] == "code already used", (off, r)
+    for off in (2, -2, -3):  # outside the window
+        unblock(c)
+        r = cmd(c, app, {"id": "f", "code": code(off), "cmd": "status"})
+        assert r["error"] == "wrong code", (off, r)
+    app.board.t += 30  # one step later, T+2 is in the window and new
+    unblock(c)
+    r = cmd(c, app, {"id": "g", "code": code(2), "cmd": "status"})
+    assert r["ok"], r
+    assert c.totp.accepted == 4
+
+
+def test_old_code_refused_audited_and_slowed_down():
+    app = App()
+    c = Commands(app)
+    before = state(app)
+    r = cmd(c, app, {"id": "x", "code": code(-3), "cmd": "status"})
+    assert r == {"id": "x", "ok": False, "error": "wrong code"}, r
+    ev = audit_totp(app)
+    assert len(ev) == 1 and ev[0][2] == "mqtt" and ev[0][4] == "refused" and "id x" in ev[0][5], ev
+    # blocked: even the right code is not looked at
+    r = cmd(c, app, {"id": "y", "code": code(0), "cmd": "status"})
+    assert r["error"].startswith("too many wrong codes: retry in"), r
+    time.sleep(1.1)
+    r = cmd(c, app, {"id": "z", "code": "000000" if code(0) != "000000" else "111111", "cmd": "status"})
+    assert r["error"] == "wrong code"
+    assert c.totp.blocked_s() == 2  # doubled
+    r = cmd(c, app, {"id": "w", "code": code(0), "cmd": "status"})
+    assert "retry in 2 s" in r["error"], r
+    r = cmd(c, app, {"id": "w2", "code": code(0), "cmd": "status"})  # audited once per block
+    ev = [(e[4], e[5]) for e in audit_totp(app)]
+    assert ev == [("refused", "wrong code, id x"), ("throttled", "id y"),
+                  ("refused", "wrong code, id z"), ("throttled", "id w")], ev
+    time.sleep(2.1)
+    r = cmd(c, app, {"id": "v", "code": code(0), "cmd": "status"})
+    assert r["ok"], r
+    assert c.totp.fails == 0
+    assert state(app)[:3] == before[:3]
+
+
+def test_used_step_survives_a_reboot():
+    app = App()
+    c = Commands(app)
+    assert cmd(c, app, {"id": "a", "code": code(0), "cmd": "status"})["ok"]
+    c2 = Commands(app)  # a reboot: fresh objects, same files
+    r = cmd(c2, app, {"id": "a", "code": code(0), "cmd": "status"})
+    assert r["error"] == "code already used", r
+    assert not [f for f in os.listdir(app.board.files) if f.endswith(".tmp")]
+
+
+def test_damaged_step_file_fails_closed():
+    app = App()
+    with open(app.board.files + "/totp.last", "w") as f:
+        f.write("garbage")
+    c = Commands(app)
+    for off in (-1, 0, 1):
+        unblock(c)
+        r = cmd(c, app, {"id": "a", "code": code(off), "cmd": "status"})
+        assert r["error"] == "code already used", r
+    unblock(c)
+    app.board.t += 60
+    r = cmd(c, app, {"id": "b", "code": code(0, app.board.t), "cmd": "status"})
+    assert r["ok"], r
+
+
+def test_no_commands_without_clock_and_code_not_used_up():
+    app = App()
+    c = Commands(app)
+    app.board.valid = False
+    r = cmd(c, app, {"id": "a", "code": code(0), "cmd": "status"})
+    assert r == {"id": "a", "ok": False, "error": "clock not set: commands refused"}, r
+    app.board.valid = True
+    assert cmd(c, app, {"id": "a", "code": code(0), "cmd": "status"})["ok"]
+
+
+def test_secret_missing_or_short():
+    app = App(secret=None)
+    c = Commands(app)
+    r = cmd(c, app, {"id": "a", "code": code(0), "cmd": "status"})
+    assert r["error"] == "no TOTP secret provisioned", r
+    assert c.totp.code_now() == (None, "no TOTP secret provisioned")
+    app = App(secret="GEZDGNBV")  # 40 bits
+    c = Commands(app)
+    assert cmd(c, app, {"id": "a", "code": code(0), "cmd": "status"})["error"] == "TOTP secret too short"
+
+
+def test_malformed_commands_get_errors_and_change_nothing():
+    app = App()
+    c = Commands(app)
+    good = code(0)
+    before = state(app)
+    cases = [
+        (b"not json", None, "not JSON"),
+        (b"\xff\xfe{", None, "not JSON"),
+        (b"[1, 2]", None, "expected a JSON object"),
+        (b'"text"', None, "expected a JSON object"),
+        (b"[" * 511 + b"]" * 511, None, "expected a JSON object"),  # deep nesting
+        (b"x" * (MAX_PAYLOAD + 1), None, "payload too large (max 1024 bytes)"),
+        ({"code": good, "cmd": "status"}, None, "id: text of 1..64 characters required"),
+        ({"id": 7, "code": good, "cmd": "status"}, None, "id: text of 1..64 characters required"),
+        ({"id": "i" * 65, "code": good, "cmd": "status"}, None,
+         "id: text of 1..64 characters required"),
+        ({"id": "1", "code": good, "cmd": "format_flash"}, "1", "unknown command format_flash"),
+        ({"id": "2", "code": good, "cmd": 5}, "2", "cmd: text required"),
+        ({"id": "3", "code": good}, "3", "cmd: text required"),
+        ({"id": "4", "code": good, "cmd": "status", "x": 1}, "4", "unexpected field x"),
+        ({"id": "5", "code": good, "cmd": "set_interval", "seconds": "10"}, "5",
+         "seconds: expected a whole number"),
+        ({"id": "6", "code": good, "cmd": "set_interval", "seconds": True}, "6",
+         "seconds: expected a whole number"),
+        ({"id": "7", "code": good, "cmd": "set_interval", "seconds": 1.5}, "7",
+         "seconds: expected a whole number"),
+        ({"id": "8", "code": good, "cmd": "set_interval"}, "8", "seconds: missing"),
+        ({"id": "9", "code": good, "cmd": "service", "name": "ssh", "on": True}, "9",
+         "name: one of uplink, ha_discovery"),
+        ({"id": "10", "code": good, "cmd": "service", "name": "uplink", "on": "yes"}, "10",
+         "on: expected true/false"),
+        ({"id": "11", "code": good, "cmd": "reset_counters", "confirm": 1}, "11",
+         "confirm: expected text"),
+        ({"id": "12", "cmd": "status"}, "12", "code: 6 digits (text) required"),
+        ({"id": "13", "code": int(good), "cmd": "status"}, "13", "code: 6 digits (text) required"),
+        ({"id": "14", "code": good[:5], "cmd": "status"}, "14", "code: 6 digits (text) required"),
+        ({"id": "15", "code": "12345a", "cmd": "status"}, "15", "code: 6 digits (text) required"),
+    ]
+    for msg, cid, err in cases:
+        r = cmd(c, app, msg)
+        assert r == {"id": cid, "ok": False, "error": err}, (msg, r)
+    assert state(app) == before  # no setting, counter or file changed
+    assert not audit_totp(app) and c.totp.fails == 0  # and no code was used up
+    assert cmd(c, app, {"id": "ok", "code": good, "cmd": "status"})["ok"]
+
+
+def test_set_interval_and_services_go_through_settings():
+    app = App()
+    c = Commands(app)
+    r = cmd(c, app, {"id": "a", "code": code(-1), "cmd": "set_interval", "seconds": 0})
+    assert r == {"id": "a", "ok": False, "error": "mqtt.interval_s: must be 1..3600"}, r
+    assert app.settings.get("mqtt.interval_s") == 60
+    r = cmd(c, app, {"id": "b", "code": code(0), "cmd": "set_interval", "seconds": 15})
+    assert r == {"id": "b", "ok": True, "result": {"interval_s": 15}}, r
+    assert app.settings.get("mqtt.interval_s") == 15
+    ev = [e for e in app.audit.events() if e[3] == "settings"]
+    assert ev[-1][2] == "mqtt" and ev[-1][5] == "mqtt.interval_s", ev
+    r = cmd(c, app, {"id": "c", "code": code(1), "cmd": "service", "name": "ha_discovery",
+                     "on": True})
+    assert r == {"id": "c", "ok": True, "result": {"ha_discovery": True}}, r
+    assert app.settings.get("mqtt.ha_discovery") is True
+    # a guard (the module lock will be one) refusing: error reply, nothing changed
+    from meter.settings import SettingsError
+
+    def locked(changes, source):
+        raise SettingsError("configuration is locked")
+
+    app.settings.add_guard(locked)
+    app.board.t += 30
+    r = cmd(c, app, {"id": "d", "code": code(1, app.board.t), "cmd": "service", "name": "uplink",
+                     "on": False})
+    assert r == {"id": "d", "ok": False, "error": "configuration is locked"}, r
+
+
+def test_counter_reset_needs_confirmation():
+    app = App()
+    c = Commands(app)
+    r = cmd(c, app, {"id": "a", "code": code(-1), "cmd": "reset_counters", "confirm": "yes"})
+    assert r == {"id": "a", "ok": False, "error": "reset not confirmed"}, r
+    assert app.counters.uwh[0] == 312500 and app.counters.generation == 0
+    r = cmd(c, app, {"id": "b", "code": code(0), "cmd": "reset_counters", "confirm": RESET_CONFIRM})
+    assert r == {"id": "b", "ok": True, "result": {"generation": 1}}, r
+    assert app.counters.uwh == [0] * 8
+    ev = [(e[2], e[3], e[4]) for e in app.audit.events() if e[3] == "counter-reset"]
+    assert ev == [("mqtt", "counter-reset", "refused"), ("mqtt", "counter-reset", "pending"),
+                  ("mqtt", "counter-reset", "ok")], ev
+
+
+def test_pairing_code_and_secret_never_shown():
+    from meter.uplink import Uplink
+
+    app = App()
+    up = Uplink(app)
+    assert up.pairing_code() == (code(0), 15)
+    lines = up.pairing_lines()
+    assert lines[1].replace(" ", "") == code(0) and lines[2] == "valid 15 s", lines
+    assert all(len(l) <= 16 for l in lines)
+    app.board.valid = False
+    assert up.pairing_code() == (None, "clock not set")
+    app.board.valid = True
+    r = cmd(up.commands(), app, {"id": "s", "code": code(0), "cmd": "status"})
+    text = json.dumps(r) + json.dumps(up.snapshot()) + " ".join(up.status_lines())
+    for part in (SECRET_B32, SECRET_B32[:8], SECRET.decode()):
+        assert part not in text
+
+
+def test_home_assistant_discovery_configs():
+    from meter.mqttlink import Link
+    from meter.uplink import Uplink
+
+    cfgs = dict(Link(Uplink(App())).discovery_configs())
+    energy = {t: c for t, c in cfgs.items() if c.get("device_class") == "energy"}
+    assert len(energy) == 8, list(cfgs)
+    names = sorted(c["name"] for c in energy.values())
+    assert names == ["Export L1", "Export L2", "Export L3", "Export total", "Import L1",
+                     "Import L2", "Import L3", "Import total"], names
+    for t, c in energy.items():
+        assert t.startswith("homeassistant/sensor/T-1/") and t.endswith("/config"), t
+        assert c["state_class"] == "total_increasing" and c["unit_of_measurement"] == "kWh"
+        assert c["state_topic"] == "meters/T-1/energy"
+        assert c["availability_topic"] == "meters/T-1/status"
+        assert c["device"]["identifiers"] == ["T-1"] and c["device"]["sw_version"]
+    assert len({c["unique_id"] for c in cfgs.values()}) == len(cfgs) == 12
+
+
+def test_menu_integration_entries():
+    from meter.uplink import Uplink
+
+    up = Uplink(App())
+    for label, key in Uplink.SERVICES:
+        assert key in ("mqtt.enabled", "mqtt.ha_discovery")
+        assert len(">%s: off" % label) <= 16, label
+    entries = up.menu_entries()
+    assert [(w, l) for w, l, fn in entries] == [("communication", "Cloud status"),
+                                                ("communication", "Pairing code")]
+    assert all(callable(fn) for w, l, fn in entries)
+    lines = up.status_lines()
+    assert lines[1] == "off" and all(len(l) <= 16 for l in lines), lines
+
+
+def test_switched_off_uplink_loads_nothing_heavy():
+    import sys
+
+    from meter.uplink import Uplink
+
+    for m in ("meter.mqttlink", "meter.cloudcmd"):
+        sys.modules.pop(m, None)
+    up = Uplink(App())
+
+    async def briefly():
+        t = asyncio.create_task(up.run())
+        await asyncio.sleep_ms(50)
+        t.cancel()
+
+    asyncio.run(briefly())
+    assert up.status == "off" and up.snapshot()["connects"] == 0
+    assert "meter.mqttlink" not in sys.modules and "meter.cloudcmd" not in sys.modules
+    up.pairing_code()  # the menu's pairing screen loads the command code
+    assert "meter.cloudcmd" in sys.modules
