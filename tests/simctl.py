@@ -111,7 +111,12 @@ class Sim:
 
     def select(self, label, timeout=5):
         """In a menu: move the cursor to the entry containing label, press OK."""
-        lines = self.wait_screen(label, timeout)
+        lines = self.screen()
+        for _ in range(12):  # scroll until the entry is in view
+            if any(label in l for l in lines):
+                break
+            self.tap("down")
+            lines = self.screen()
         for _ in range(12):
             lines = self.screen()
             want = [i for i, l in enumerate(lines) if label in l]

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Benchmarks: memory floor, metering tick lateness, flash writes per day.
+"""Benchmarks: memory floor, metering tick lateness, flash writes per day,
+Web Admin throughput and memory.
 
     python3 tools/dev.py bench [--quick] [--only NAME]
 
@@ -7,7 +8,7 @@ All figures come from the real firmware on the MicroPython unix port (a
 64-bit build: objects take up to about twice the ESP32's bytes, so heap
 figures here are an upper bound for the device). Results are printed as
 JSON, one line per benchmark, then all together; docs/benchmarks.md
-holds them as tables. NAME: heap, lateness, flash.
+holds them as tables. NAME: heap, lateness, flash, web.
 """
 
 import json
@@ -168,11 +169,252 @@ def bench_flash(quick):
     return out
 
 
+HELLO = r"""
+import asyncio
+from microdot import Microdot
+app = Microdot()
+
+@app.route("/")
+async def index(request):
+    return "Hello, world!"
+
+asyncio.run(app.start_server(host="127.0.0.1", port=%d))
+"""
+
+
+def _load(port, path, seconds, clients, cookie=None):
+    """`clients` threads, each requesting `path` over a new connection as
+    fast as it is answered, for `seconds`. Returns requests/s, latency
+    percentiles (ms) and the failures (refused, reset, non-200)."""
+    import socket
+    import threading
+
+    req = "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % (path, port)
+    if cookie:
+        req += "Cookie: %s\r\n" % cookie
+    req = (req + "\r\n").encode()
+    lat, fails = [], {}
+    lock = threading.Lock()
+    end = time.time() + seconds
+
+    def client():
+        while time.time() < end:
+            t0 = time.perf_counter()
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                s.sendall(req)
+                data = b""
+                while True:
+                    d = s.recv(65536)
+                    if not d:
+                        break
+                    data += d
+                s.close()
+                ok = data.startswith(b"HTTP/1.0 200")
+                why = None if ok else data[9:12].decode(errors="replace") or "empty"
+            except OSError as e:
+                why = type(e).__name__
+            dt = time.perf_counter() - t0
+            with lock:
+                if why is None:
+                    lat.append(dt)
+                else:
+                    fails[why] = fails.get(why, 0) + 1
+
+    ts = [threading.Thread(target=client) for _ in range(clients)]
+    t0 = time.time()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    wall = time.time() - t0
+    lat.sort()
+    pct = (lambda p: round(lat[min(len(lat) - 1, int(len(lat) * p))] * 1000, 2)) if lat else None
+    return {"requests": len(lat), "rps": round(len(lat) / wall, 1),
+            "p50_ms": pct(0.50) if lat else None, "p95_ms": pct(0.95) if lat else None,
+            "failures": fails}
+
+
+def _wait_port(port, timeout=20):
+    import socket
+
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nothing listens on %d" % port)
+
+
+PBKDF2 = r"""
+import json, time, hashlib
+from meter.web import passwd
+def ms(f):
+    t = time.ticks_us(); f(); return time.ticks_diff(time.ticks_us(), t) / 1000
+n = passwd.ITERATIONS
+full = min(ms(lambda: passwd.pbkdf2_sha256(b"correct horse battery", b"0123456789abcdef", n))
+           for _ in range(5))
+pad, u = b"6" * 64, b"u" * 32
+def sha_only():
+    sha = hashlib.sha256
+    for _ in range(n):
+        h = sha(pad); h.update(u); h.digest()
+        h = sha(pad); h.update(u); h.digest()
+def loop():
+    x = 0
+    for i in range(1000000):
+        x += i
+print(json.dumps({"iterations": n, "ms": full, "us_per_iteration": full * 1000 / n,
+                  "sha_part_us": min(ms(sha_only) for _ in range(5)) * 1000 / n,
+                  "loop_1m_ms": min(ms(loop) for _ in range(3))}))
+"""
+
+
+def bench_web(quick):
+    """Web Admin (docs/web.md): the Dashboard's data endpoint /api/live under
+    4 concurrent clients against a bare microdot hello-world in the same run,
+    same port, same unix port and heap; the heap with 8 concurrent clients;
+    the heap before and after a window."""
+    import threading
+
+    from simctl import free_port
+
+    seconds = 5 if quick else 15
+    heap = simtool.DEFAULT_HEAP
+    port = free_port()
+    out = {"seconds_each": seconds, "heap": heap, "clients": 4}
+    # 0. PBKDF2 at the stored iteration count (docs/security.md)
+    out["pbkdf2"] = json.loads(upy.exec_code(PBKDF2).strip().splitlines()[-1])
+    # 1. bare microdot hello-world
+    proc = subprocess.Popen(upy.cmd(["-c", HELLO % port], heap=heap), env=upy.env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_port(port)
+        _load(port, "/", 1, 4)  # warm-up
+        out["hello"] = _load(port, "/", seconds, 4)
+    finally:
+        proc.kill()
+        proc.wait()
+    time.sleep(0.5)  # the port is free again
+    # 2. the firmware's Web Admin, logged in, same port
+    d = tempfile.mkdtemp(prefix="bench-web-")
+    try:
+        with Sim(os.path.join(d, "dev"), "--web-port", str(port), heap=heap,
+                 profile="house") as sim:
+            sim.wait_screen("POWER W")
+            assert sim.cmd("web", "on") == {"error": None}
+            _wait_port(port)
+            cookie = _web_login(port)
+            _load(port, "/api/live", 1, 4, cookie)  # warm-up
+            sim.cmd("lateness-reset")
+            out["api_live"] = _load(port, "/api/live", seconds, 4, cookie)
+            out["lateness_during_load"] = sim.state_()["lateness_ms"]
+            # 3. heap with 8 concurrent clients, sampled while they run
+            samples = []
+            done = threading.Event()
+
+            def sample():
+                while not done.is_set():
+                    samples.append(sim.cmd("web")["heap_used"])
+                    time.sleep(0.1)
+
+            t = threading.Thread(target=sample)
+            t.start()
+            eight = _load(port, "/api/live", max(3, seconds // 3), 8, cookie)
+            done.set()
+            t.join()
+            w = sim.cmd("web")
+            out["eight_clients"] = {"heap_used_max": max(samples), "samples": len(samples),
+                                    "load": eight}
+            # 4. heap before and after windows (the first one interns names)
+            windows = []
+            for _ in range(2):
+                sim.cmd("web", "off")
+                st = sim.wait_for(lambda: (lambda s: s if not s["active"] and not s["closing"]
+                                           else None)(sim.cmd("web")), what="closed")
+                windows.append({"before": st["heap_before"], "after": st["heap_after"],
+                                "delta": st["heap_after"] - st["heap_before"]})
+                sim.cmd("web", "on")
+                _wait_port(port)
+                during = sim.cmd("web")["heap_used"]
+                windows[-1]["during_idle_window"] = during
+            out["windows"] = windows
+            out["server_stats"] = w["stats"]
+            sim.quit()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    # 5. the same windows from the .mpy deploy tree, as the device loads them
+    simtool.build_mpy()
+    d = tempfile.mkdtemp(prefix="bench-web-mpy-")
+    try:
+        with Sim(os.path.join(d, "dev"), "--web-port", str(port), heap=heap, profile="house",
+                 mpy=True) as sim:
+            sim.wait_screen("POWER W")
+            windows = []
+            for _ in range(2):
+                sim.cmd("web", "on")
+                _wait_port(port)
+                cookie = _web_login(port) if not windows else cookie
+                _load(port, "/api/live", 1, 4, cookie)
+                during = sim.cmd("web")["heap_used"]
+                sim.cmd("web", "off")
+                st = sim.wait_for(lambda: (lambda s: s if not s["active"] and not s["closing"]
+                                           else None)(sim.cmd("web")), what="closed")
+                windows.append({"before": st["heap_before"], "during": during,
+                                "after": st["heap_after"],
+                                "delta": st["heap_after"] - st["heap_before"]})
+            out["windows_mpy"] = windows
+            sim.quit()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    h, a = out["hello"], out["api_live"]
+    out["ratio_rps"] = round(a["rps"] / h["rps"], 3) if h["rps"] else None
+    out["ratio_p95"] = round(a["p95_ms"] / h["p95_ms"], 2) if h["p95_ms"] else None
+    return out
+
+
+def _web_login(port, password="bench-pass-2026"):
+    """Log in (setting the first password); returns the session cookie."""
+    import http.client
+    import re
+    import urllib.parse
+
+    jar = {}
+
+    def call(method, path, form=None):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        h = {"Host": "127.0.0.1:%d" % port, "Origin": "http://127.0.0.1:%d" % port}
+        if jar:
+            h["Cookie"] = "; ".join("%s=%s" % kv for kv in jar.items())
+        body = urllib.parse.urlencode(form) if form else None
+        if body:
+            h["Content-Type"] = "application/x-www-form-urlencoded"
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        text = r.read().decode()
+        for v in r.headers.get_all("Set-Cookie") or ():
+            k, _, rest = v.partition("=")
+            jar[k] = rest.split(";")[0]
+        return r, text
+
+    def token(path):
+        return re.search(r'name="csrf" value="([0-9a-f]+)"', call("GET", path)[1]).group(1)
+
+    call("POST", "/login", {"csrf": token("/login"), "user": "admin", "password": "admin"})
+    call("POST", "/password", {"csrf": token("/password"), "new": password, "repeat": password})
+    jar.pop("sid", None)
+    call("POST", "/login", {"csrf": token("/login"), "user": "admin", "password": password})
+    return "sid=" + jar["sid"]
+
+
 def main(argv):
     quick = "--quick" in argv
     only = argv[argv.index("--only") + 1] if "--only" in argv else None
     results = {}
-    for name, fn in (("heap", bench_heap), ("lateness", bench_lateness), ("flash", bench_flash)):
+    for name, fn in (("heap", bench_heap), ("lateness", bench_lateness), ("flash", bench_flash),
+                     ("web", bench_web)):
         if only and name != only:
             continue
         t = time.time()

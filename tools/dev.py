@@ -22,9 +22,10 @@ VENV = os.path.join(ROOT, ".venv")
 VPY = os.path.join(VENV, "bin", "python")
 STAMP = os.path.join(VENV, ".dev-deps")
 
-# Debian packages the tests use as real peers (openssl makes test PKI;
-# later features add the MQTT broker and the browser here).
-APT_FOR_TESTS = ["openssl"]
+# Debian packages the tests use as real peers (openssl makes test PKI,
+# mosquitto is the MQTT broker of tests/test_mqtt.py; later features add the
+# browser here).
+APT_FOR_TESTS = ["openssl", "mosquitto", "chromium"]  # chromium: tests/test_web_browser.py
 
 
 def log(msg):

@@ -37,6 +37,14 @@ class App:
         # network services as (label, settings key).
         self.menu_entries = []
         self.services = []
+        from meter import web  # Web Admin: menu entries, service; loads its server on demand
+
+        web.install(self)
+        from meter.uplink import Uplink  # cloud MQTT: its session code loads only when on
+
+        self.uplink = Uplink(self)
+        self.services.extend(Uplink.SERVICES)
+        self.menu_entries.extend(self.uplink.menu_entries())
         meter = ATM90E32(board.meter_spi(), line_freq=self.settings.get("meter.line_freq"))
         self.sampler = Sampler(meter, self.counters, self.sup,
                                self.settings.get("meter.tick_ms"))
@@ -60,6 +68,7 @@ class App:
         sup.spawn("meter", self.sampler.run, critical=True)
         # Built inside the task: a missing panel must not stop metering.
         sup.spawn("display", lambda: Ui(self).run())
+        sup.spawn("mqtt", self.uplink.run)
         sup.spawn("watchdog", lambda: sup.watchdog(self.board))
         for name, fn in self.board.services():
             sup.spawn(name, fn)
@@ -89,6 +98,7 @@ class App:
             "live": {"v": lv.v, "i": lv.i, "p": lv.p, "pf": lv.pf, "freq": lv.freq},
             "lateness_ms": self.sampler.lateness.summary(),
             "restarts": self.sup.restarts,
+            "mqtt": self.uplink.snapshot(),
             "heap_free": gc.mem_free(),
             "heap_used": gc.mem_alloc(),
         }

@@ -66,7 +66,15 @@ def reset_wifi(ui):
         return
     app.board.wifi().disconnect()
     app.audit.append("menu", "wifi-reset", "ok")
-    ui.push(Message(ui, ["WI-FI RESET", "Not configured."]))
+    ui.push(Message(ui, ["WI-FI RESET", "Not configured."], then=lambda: _offer_setup(ui)))
+
+
+def _offer_setup(ui):
+    """After Reset Wi-Fi: offer the Wi-Fi setup procedure (No preselected)."""
+    web = getattr(ui.app, "web", None)
+    if web is not None and web.wifi_capable():
+        ui.push(Confirm(ui, ["WI-FI SETUP?", "Open the setup", "access point", "now?"],
+                        lambda: web.menu_wifi_setup(ui), "Yes, start"))
 
 
 def measurement(ui):

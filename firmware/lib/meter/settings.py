@@ -33,6 +33,15 @@ SCHEMA = {
     # Wi-Fi station credentials, "" = not configured
     "wifi.ssid": ("", str, 32),
     "wifi.key": ("", str, 64),
+    # Web Admin (meter/web, docs/web.md). web.pass: the admin password as
+    # "pbkdf2-sha256$iterations$salt$hash", "" = the factory default "admin"
+    # (a login with it must set a new one). web.allowed: the service may be
+    # switched on from the menu (Services); off closes its port.
+    "web.pass": ("", str, 160),
+    "web.allowed": (True, bool, None),
+    # Test-only: shortens the Web Admin window; the product default is the
+    # 10 minutes, and it cannot be made longer.
+    "test.web_window_s": (600, int, (5, 600)),
     # Cloud uplink (meter/uplink.py, docs/mqtt.md). TLS only, whatever the
     # port. host: the name the broker's certificate must carry; ip: dialled
     # instead of resolving host (no blocking DNS look-up), "" = resolve.

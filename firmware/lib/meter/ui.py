@@ -107,7 +107,13 @@ def status_text(app):
         return "COUNTER SAVE FAIL"
     if app.settings.status == "corrupt":
         return "SETTINGS CORRUPT"
+    web = getattr(app, "web", None)
+    if web is not None and web.active():  # the Web Admin window's countdown
+        return ("SETUP AP " if web.ap else "WEB ADMIN ") + web.remaining_text()
     w = app.board.wifi().status()
+    up = getattr(app, "uplink", None)
+    if w == "connected" and up is not None and app.settings.get("mqtt.enabled"):
+        return "WiFi+Cloud ok" if up.connected else ("Cloud " + up.status)[:16]
     return _WIFI.get(w, "WiFi " + w)
 
 
@@ -120,8 +126,15 @@ class Pages:
         self.page = 0
 
     def render(self, s):
-        PAGES[self.page](s, self.ui.app)
-        s.line(6, "%d/%d     OK:menu" % (self.page + 1, len(PAGES)))
+        web = getattr(self.ui.app, "web", None)
+        setup = web.setup_lines() if web is not None else None
+        if setup:  # Wi-Fi setup: the access point and its password
+            for i, text in enumerate(setup[:6]):
+                s.line(i, text, i == 0)
+            s.line(6, "        OK:menu")
+        else:
+            PAGES[self.page](s, self.ui.app)
+            s.line(6, "%d/%d     OK:menu" % (self.page + 1, len(PAGES)))
         s.line(7, status_text(self.ui.app), True)
 
     def event(self, ev):

@@ -71,6 +71,8 @@ _BLOCK = const(4096)
 class Esp32Board:
     name = "esp32"
     files = "/data"
+    # the Web Admin's address (meter/web): every interface, port 80
+    http_bind = ("0.0.0.0", 80)
 
     def __init__(self, mcu=None, clock=None, log=None):
         # mcu: the chip name as in os.uname().machine ("... with ESP32");
@@ -322,6 +324,10 @@ class _Wifi:
     Beyond the board interface (`status()`, `ip()`): `connect(ssid, key)`
     stores the credentials and starts an attempt; `connect()` starts another
     with the stored ones (after "failed"); `disconnect()` forgets them.
+    For the Wi-Fi setup (meter/web): `scan()` lists the networks in range
+    (blocks for about 2 s: the port's scan is synchronous), and
+    `ap_start(ssid, key)` / `ap_stop()` / `ap_active()` / `ap_ip()` run a
+    WPA2-PSK access point on the AP interface beside the station.
     The driver retries `reconnects` times after a drop or a failure and then
     gives up, so that a wrong password shows as "failed" and not as
     "connecting" for ever; the caller decides when to try again.
@@ -399,3 +405,57 @@ class _Wifi:
         if not addr or addr == "0.0.0.0":
             return None
         return addr
+
+    def scan(self):
+        w = self._wlan
+        if not w.active():
+            w.active(True)
+        out = []
+        for e in w.scan():  # (ssid, bssid, channel, RSSI, security, hidden)
+            try:
+                ssid = e[0].decode()
+            except UnicodeError:
+                continue
+            if ssid and not e[5]:
+                out.append({"ssid": ssid, "rssi": e[3], "auth": _AUTH.get(e[4], "secured")})
+        return out
+
+    def ap_start(self, ssid, key):
+        if not 8 <= len(key) <= 63:
+            raise ValueError("WPA2 needs a key of 8 to 63 characters")
+        net = self._net
+        ap = self._ap = net.WLAN(net.AP_IF)
+        ap.active(True)
+        wpa2 = getattr(net, "AUTH_WPA2_PSK", 3)
+        try:
+            ap.config(ssid=ssid, key=key, security=wpa2)
+        except (ValueError, TypeError, OSError):  # firmware before the new names
+            ap.config(essid=ssid, password=key, authmode=wpa2)
+        self._log("wifi: setup access point %s on" % ssid)
+
+    def ap_stop(self):
+        ap = getattr(self, "_ap", None)
+        if ap is not None:
+            try:
+                ap.active(False)
+            except OSError:
+                pass
+            self._ap = None
+
+    def ap_active(self):
+        ap = getattr(self, "_ap", None)
+        return ap is not None and ap.active()
+
+    def ap_ip(self):
+        ap = getattr(self, "_ap", None)
+        if ap is None:
+            return None
+        try:
+            return ap.ipconfig("addr4")[0]
+        except (AttributeError, ValueError, TypeError):
+            return ap.ifconfig()[0]
+
+
+# network.WLAN.scan() security codes (esp32 port: wifi_auth_mode_t)
+_AUTH = {0: "open", 1: "WEP", 2: "WPA", 3: "WPA2", 4: "WPA/WPA2", 5: "WPA2-Enterprise",
+         6: "WPA3", 7: "WPA2/WPA3"}

@@ -1,0 +1,422 @@
+"""The Web Admin's controller, loaded for a window (meter.web loads it and
+drops it again afterwards; docs/web.md).
+
+- enable(source): opens the window: the server task "web" runs under the
+  supervisor in the firmware's loop. The window ends after WINDOW_S (the
+  test-only setting test.web_window_s may shorten it), from the menu, when
+  the service is switched off, or when the firmware stops: the listening
+  socket is closed, every connection and streaming response is cancelled,
+  every session ends and the setup access point closes; then meter.web
+  unloads the modules and measures the heap.
+- The login checks, password changes and throttling the pages use.
+- The Wi-Fi setup procedure: a temporary WPA2 access point whose password
+  the display shows, a setup page listing scanned networks; once the
+  station has joined, the credentials are stored and the access point
+  closes.
+"""
+
+import asyncio
+import os
+import time
+
+from meter import log
+from meter.web import SERVICE_KEY
+
+WINDOW_S = 600
+JOIN_TIMEOUT_MS = 20000
+WATCH_MS = 250
+# Unambiguous characters for the access point's WPA2 password (12 of 31:
+# about 59 bits, WPA2 needs 8 to 63 characters).
+_AP_CHARS = "abcdefghjkmnpqrstuvwxyz23456789"
+_AP_KEY_LEN = 12
+
+
+class WebAdmin:
+    def __init__(self, app, web):
+        self.app = app
+        self.web = web  # the meter.web handle that outlives this object
+        self.on = False
+        self.until = 0
+        self.server = None
+        self.sessions = None
+        self.tokens = None
+        self.throttle = None
+        self.verifying = False
+        self.error = None
+        self.port = None  # the port of the open window (443 with TLS on the device)
+        self.ap = None  # (ssid, key) while the setup access point is on
+        self.networks = None  # last scan: [{"ssid", "rssi", "auth"}]
+        self.join_state = None  # (state, text): joining / joined / failed
+        self._join_task = None
+
+    # -- the window ----------------------------------------------------------
+
+    def bind(self):
+        """(host, port) the server listens on: the board says (device: all
+        interfaces, port 80; simulator: 127.0.0.1 and --web-port)."""
+        return getattr(self.app.board, "http_bind", ("0.0.0.0", 80))
+
+    def window_s(self):
+        return min(self.app.settings.get("test.web_window_s"), WINDOW_S)
+
+    def active(self):
+        return self.on
+
+    def remaining_s(self):
+        if not self.on:
+            return 0
+        return max(0, (time.ticks_diff(self.until, time.ticks_ms()) + 999) // 1000)
+
+    def remaining_text(self):
+        r = self.remaining_s()
+        return "%d:%02d" % (r // 60, r % 60)
+
+    def address(self):
+        """What to type in the browser (without scheme): IP[:port], or None."""
+        host, port = self.bind()
+        port = self.port or port
+        ip = host if host != "0.0.0.0" else None
+        if ip is None:
+            w = self.app.board.wifi()
+            ip = w.ip()
+            if ip is None and self.ap and hasattr(w, "ap_ip"):
+                ip = w.ap_ip()
+        if ip is None:
+            return None
+        return ip if port == 80 else "%s:%d" % (ip, port)
+
+    def enable(self, source):
+        """Open the window (or restart its 10 minutes). Returns None, or why not."""
+        app = self.app
+        if not app.settings.get(SERVICE_KEY):
+            return "switched off in Services"
+        if self.web.closing:
+            return "still closing; try again"
+        self.until = time.ticks_add(time.ticks_ms(), self.window_s() * 1000)
+        if self.on:
+            return None
+        self.on = True
+        self.error = None
+        app.audit.append(source, "web-admin", "on", "%d s" % self.window_s())
+        app.sup.spawn("web", self._run)
+        return None
+
+    def disable(self, reason):
+        """Close the window from synchronous code (menu, settings watcher)."""
+        if self.on and not self.web.closing:
+            self.web.closing = True
+            asyncio.create_task(self.stop(reason))
+
+    async def _run(self):
+        """The supervised task: starts the server, then watches the window.
+        (No local variable may hold the server: a finished task keeps its
+        frame, and the window's memory must be free once it is closed.)"""
+        if self.server is None:
+            await self._start()
+        while True:
+            await asyncio.sleep_ms(WATCH_MS)
+            if time.ticks_diff(time.ticks_ms(), self.until) >= 0:
+                self.disable("window")
+            elif not self.app.settings.get(SERVICE_KEY):
+                self.disable("service off")
+
+    async def _start(self):
+        try:
+            from meter.web import auth, pages, server
+        except MemoryError as e:  # the heap is too fragmented or too small now
+            log.exc("web: cannot load the Web Admin", e)
+            self.error = "out of memory"
+            self.disable("error")
+            while True:
+                await asyncio.sleep(60)  # stop() cancels this task
+
+        if self.sessions is None:
+            self.sessions = auth.Sessions()
+            self.tokens = auth.LoginTokens()
+            self.throttle = auth.Throttle(self.app.state_)
+        host, port = self.bind()
+        ctx = self._ssl()
+        if ctx is not None and port == 80:
+            port = 443
+        self.port = port
+        srv = server.Server(pages.build(self), host, port, ssl=ctx)
+        ctx = None
+        try:
+            await srv.start()
+        except OSError as e:
+            log.exc("web: cannot listen on %s:%d" % (host, port), e)
+            self.error = "port %d busy" % port
+            self.disable("error")
+            while True:
+                await asyncio.sleep(60)  # stop() cancels this task
+        self.server = srv
+        log.info("web: listening on %s:%d for %d s" % (host, port, self.remaining_s()))
+
+    def _ssl(self):
+        """A TLS context when the device has a certificate (DER files
+        web.crt/web.key in board.files; provisioned by a later issue)."""
+        base = getattr(self.app.board, "files", None)
+        if not base:
+            return None
+        try:
+            with open(base + "/web.crt", "rb") as f:
+                cert = f.read()
+            with open(base + "/web.key", "rb") as f:
+                key = f.read()
+        except OSError:
+            return None
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        return ctx
+
+    async def stop(self, reason):
+        """End the window: close the port, cancel every connection and
+        streaming response, end every session, close the setup access
+        point; meter.web then unloads the modules and measures the heap."""
+        if not self.on:
+            self.web.closing = False
+            return
+        self.on = False
+        try:
+            # The supervisor keeps its tasks by name; a finished task keeps its
+            # coroutine's frames, and MicroPython's GC scans them whole (dead
+            # slots too), which could pin the whole window: forget it.
+            t = self.app.sup.tasks.pop("web", None)
+            if t is not None and t is not asyncio.current_task():
+                t.cancel()
+            t = None
+            srv = self.server
+            self.server = None
+            if srv is not None:
+                await srv.close()
+            srv = None
+            if self._join_task is not None:
+                self._join_task.cancel()
+                self._join_task = None
+            if self.ap:
+                self.setup_stop("window closed")
+        except Exception as e:
+            log.exc("web: closing failed", e)
+        self.sessions = None
+        self.tokens = None
+        self.throttle = None
+        self.networks = None
+        self.join_state = None
+        self.verifying = False
+        self.app.audit.append(reason if reason in ("menu", "web", "control") else "system",
+                              "web-admin", "off", reason)
+        log.info("web: closed (%s)" % reason)
+        self.web.closed(self.error)
+
+    # -- passwords (the pages and the menu call these) ------------------------
+
+    async def check_login(self, client, user, password):
+        """("ok" | "fail" | "wait" | "busy", seconds to wait). Throttled:
+        a client that must wait is not checked at all; one check at a time."""
+        from meter.crypto import compare_digest
+        from meter.web import passwd
+
+        t = self.throttle
+        wait = t.wait_s(client)
+        if wait:
+            return "wait", wait
+        if self.verifying:
+            return "busy", 1
+        self.verifying = True
+        try:
+            if not isinstance(user, str) or not isinstance(password, str):
+                user, password = "", ""
+            user_ok = compare_digest(user.encode(), passwd.USER.encode())
+            pass_ok = await passwd.verify(self.app.settings.get("web.pass"), password)
+        finally:
+            self.verifying = False
+        if user_ok and pass_ok:
+            t.success(client)
+            return "ok", 0
+        wait = t.fail(client)  # stored before the answer goes out
+        self.app.audit.append("web", "login", "fail", "%s, %d s" % (client, wait))
+        return "fail", wait
+
+    def reset_throttle(self):
+        from meter.web import auth
+
+        self.throttle = auth.Throttle(self.app.state_)
+
+    @staticmethod
+    def verdict_text(verdict, wait, wrong):
+        if verdict == "wait":
+            return "Too many failed logins. Try again in %d s." % wait
+        if verdict == "busy":
+            return "Another password is being checked. Try again in a moment."
+        return "%s You can try again in %d s." % (wrong, wait) if wait else wrong
+
+    async def set_password(self, new, source):
+        """Hash and store a new password; ends every session. None or an error."""
+        from meter.web import passwd
+
+        if self.verifying:
+            return "Another password is being checked. Try again in a moment."
+        self.verifying = True
+        t0 = time.ticks_ms()
+        try:
+            stored = await passwd.make(new)
+        finally:
+            self.verifying = False
+        # the figure docs/security.md asks to check on the device
+        log.info("web: password hashed, %d iterations in %d ms" % (
+            passwd.ITERATIONS, time.ticks_diff(time.ticks_ms(), t0)))
+        try:
+            self.app.settings.update({"web.pass": stored}, source)
+        except Exception as e:
+            return "not stored: %s" % e
+        if self.sessions is not None:
+            self.sessions.clear()
+        self.app.audit.append(source, "web-password", "changed")
+        return None
+
+    # -- services ------------------------------------------------------------
+
+    def service_list(self):
+        out = []
+        for label, key in self.app.services:
+            if (label, key) not in out:
+                out.append((label, key))
+        return out
+
+    # -- Wi-Fi ---------------------------------------------------------------
+
+    def wifi_capable(self):
+        return hasattr(self.app.board.wifi(), "ap_start")
+
+    def scan(self):
+        """Networks in range (blocking for ~2 s on the ESP32: only on request)."""
+        w = self.app.board.wifi()
+        try:
+            nets = w.scan() if hasattr(w, "scan") else []
+        except Exception as e:
+            log.exc("wifi: scan failed", e)
+            nets = []
+        seen = {}
+        for n in nets:
+            s = n.get("ssid")
+            if s and (s not in seen or n["rssi"] > seen[s]["rssi"]):
+                seen[s] = n
+        out = sorted(seen.values(), key=lambda n: -n["rssi"])[:20]
+        self.networks = out
+        return out
+
+    def setup_start(self, source):
+        """Open the setup access point and the Web Admin window. None or why not."""
+        app = self.app
+        w = app.board.wifi()
+        if not hasattr(w, "ap_start"):
+            return "no access point on this board"
+        if not app.settings.get(SERVICE_KEY):
+            return "Web Admin is off in Services"
+        if self.ap is None:
+            rnd = os.urandom(_AP_KEY_LEN)
+            key = "".join(_AP_CHARS[b % len(_AP_CHARS)] for b in rnd)
+            ssid = "Meter-" + app.board.serial()[-4:].upper()
+            try:
+                w.ap_start(ssid, key)
+            except Exception as e:
+                log.exc("wifi: access point failed", e)
+                return "access point failed"
+            self.ap = (ssid, key)
+            app.audit.append(source, "wifi-setup", "start", ssid)
+        self.scan()
+        err = self.enable(source)
+        if err:
+            self.setup_stop(err)
+            return err
+        return None
+
+    def setup_stop(self, why):
+        if self.ap is None:
+            return
+        try:
+            self.app.board.wifi().ap_stop()
+        except Exception as e:
+            log.exc("wifi: stopping the access point failed", e)
+        self.app.audit.append("system", "wifi-setup", "end", why)
+        self.ap = None
+
+    def join(self, ssid, key):
+        """Start joining `ssid`; the result lands in join_state. None or why not."""
+        if not isinstance(ssid, str) or not 0 < len(ssid) <= 32:
+            return "Choose a network."
+        if not isinstance(key, str) or len(key) > 64 or (key and len(key) < 8):
+            return "A Wi-Fi password has 8 to 63 characters (none for an open network)."
+        if self.join_state and self.join_state[0] == "joining":
+            return "Already joining a network."
+        self.join_state = ("joining", "Joining %s ..." % ssid)
+        self._join_task = asyncio.create_task(self._join(ssid, key))
+        return None
+
+    async def _join(self, ssid, key):
+        app = self.app
+        w = app.board.wifi()
+        old = (app.settings.get("wifi.ssid"), app.settings.get("wifi.key"))
+        w.connect(ssid, key)
+        t0 = time.ticks_ms()
+        while True:
+            st = w.status()
+            if st == "connected":
+                break
+            if st == "failed" or time.ticks_diff(time.ticks_ms(), t0) > JOIN_TIMEOUT_MS:
+                self.join_state = ("failed", "Could not join %s: wrong password or out of "
+                                   "range." % ssid)
+                app.audit.append("web", "wifi-join", "fail", ssid)
+                if old[0]:
+                    w.connect(old[0], old[1])
+                else:
+                    w.disconnect()
+                self._join_task = None
+                return
+            await asyncio.sleep_ms(250)
+        try:
+            app.settings.update({"wifi.ssid": ssid, "wifi.key": key}, "web")
+        except Exception as e:
+            self.join_state = ("failed", "Joined %s but could not store it: %s" % (ssid, e))
+            self._join_task = None
+            return
+        ip = w.ip() or "-"
+        self.join_state = ("joined", "Joined %s, IP address %s. The setup access point is "
+                           "closed." % (ssid, ip))
+        app.audit.append("web", "wifi-join", "ok", ssid)
+        self.setup_stop("joined " + ssid)
+        self._join_task = None
+
+    def reset_wifi(self, source, then_setup):
+        app = self.app
+        try:
+            app.settings.update({"wifi.ssid": "", "wifi.key": ""}, source)
+        except Exception as e:
+            return str(e)
+        app.board.wifi().disconnect()
+        app.audit.append(source, "wifi-reset", "ok")
+        if then_setup:
+            return self.setup_start(source)
+        return None
+
+    def setup_lines(self):
+        """What the display shows while the access point is on."""
+        ap = self.ap
+        if not ap:
+            return None
+        return ["WI-FI SETUP", "Join " + ap[0], "Password:", ap[1], "then open",
+                self.address() or "-"]
+
+    # -- for the simulator's `web` command -------------------------------------------
+
+    def status(self):
+        srv = self.server
+        return {"remaining_s": self.remaining_s(), "address": self.address(),
+                "bind": list(self.bind()), "conns": len(srv.conns) if srv else 0,
+                "stats": srv.stats if srv else None, "listening": srv is not None,
+                "sessions": len(self.sessions) if self.sessions is not None else 0,
+                "ap": list(self.ap) if self.ap else None,
+                "join": list(self.join_state) if self.join_state else None,
+                "login_failures": self.throttle.failures if self.throttle else None}

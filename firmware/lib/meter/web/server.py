@@ -1,0 +1,492 @@
+"""The Web Admin's HTTP layer: microdot routes behind a socket layer that
+hostile clients cannot use to stall the firmware or run its heap out.
+
+microdot (pinned 2.7.0) parses requests with `readline()` on the asyncio
+stream, which keeps reading until it sees a newline: a 1 MB header line is
+1 MB of heap before its length is checked. It also has no timeouts and no
+connection limit, and its `shutdown()` only stops accepting. So this layer
+owns the sockets and hands microdot a parsed request:
+
+- at most MAX_CONN connections are served at once. When a further client
+  connects while all are taken, a connection that is still sending its
+  request may make room. A newcomer whose request is already there (a real
+  client sends it with the connection) takes the place of the oldest one
+  that has sent nothing for FRESH_MS, else of the oldest still sending its
+  head or body.
+  A newcomer that has sent nothing yet gets up to PEEK_MS for its request
+  to arrive (MAX_PEEK newcomers at a time; a newer one ends the oldest
+  one's wait); if nothing comes it only replaces one that has sent nothing
+  for IDLE_EVICT_MS, or that has been sending for SLOW_EVICT_MS.
+  Idle and slow clients therefore cannot crowd out a real one, and a flood
+  of idle connections is turned away cheaply. If nobody qualifies (all are
+  being answered), the newcomer gets an immediate 503 and is closed;
+- the request head must arrive within HEAD_MS and fit MAX_HEAD bytes and
+  MAX_HEADERS lines (else closed / 431), the body within BODY_MS and
+  MAX_BODY bytes (else 413, decided from Content-Length before reading);
+  the handler and the response have deadlines too. A reaper cancels any
+  connection past its deadline. A request is read into one of MAX_CONN + 1
+  buffers allocated when the window opens, and at most MAX_HANDLERS
+  requests are handled and answered at once, so the memory a window can
+  take is bounded whatever clients send; a malformed request is answered
+  with one non-blocking send and closed;
+- only GET, HEAD and POST; HTTP/1.0 and 1.1; one request per connection;
+- every response gets the security headers (CSP without inline script,
+  frame denial, no-store, nosniff, no referrer);
+- close() stops accepting, cancels every connection and every streaming
+  response (they run inside their connection's task), and returns only
+  once the listening socket is closed.
+"""
+
+import asyncio
+import time
+
+from microdot import Request, Response
+from microdot.microdot import NoCaseDict
+
+from meter import log
+
+MAX_CONN = 5
+IDLE_EVICT_MS = 1000
+SLOW_EVICT_MS = 2000
+MAX_PEEK = 2
+PEEK_MS = 5
+FRESH_MS = 50
+HEAD_MS = 5000
+BODY_MS = 5000
+HANDLER_MS = 20000
+WRITE_MS = 10000
+MAX_HEAD = 1536
+MAX_HEADERS = 32
+MAX_URL = 512
+MAX_BODY = 1024
+READ = 512  # bytes read at a time
+BUF = MAX_HEAD + 4 + MAX_BODY  # one request
+MAX_HANDLERS = 2
+METHODS = ("GET", "HEAD", "POST")
+
+# phases of a connection; the first two are "still sending its request"
+HEAD, BODY, HANDLE, WRITE, STREAM = 0, 1, 2, 3, 4
+
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; "
+     "img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+     "base-uri 'none'"),
+    ("X-Frame-Options", "DENY"),
+    ("Cache-Control", "no-store"),
+    ("Pragma", "no-cache"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),  # no-referrer would make browsers send Origin: null
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+    ("Connection", "close"),
+)
+
+_REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+            408: "Request Timeout", 411: "Length Required", 413: "Payload Too Large",
+            414: "URI Too Long", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+            500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
+            505: "HTTP Version Not Supported"}
+
+BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+        b"Retry-After: 1\r\nConnection: close\r\n\r\nbusy\n")
+
+
+class Reject(Exception):
+    def __init__(self, status):
+        self.status = status
+
+
+def peer_ip(addr):
+    """Client IP as text: the unix port gives a raw sockaddr, the ESP32 a tuple."""
+    if isinstance(addr, (tuple, list)):
+        return str(addr[0])
+    try:
+        if len(addr) >= 8 and addr[0] == 2:  # AF_INET sockaddr_in
+            return "%d.%d.%d.%d" % (addr[4], addr[5], addr[6], addr[7])
+    except TypeError:
+        pass
+    return "?"
+
+
+class Conn:
+    def __init__(self, task, ip, now):
+        self.task = task
+        self.ip = ip
+        self.t0 = now
+        self.phase = HEAD
+        self.got = 0  # bytes of the request received so far
+        self.deadline = time.ticks_add(now, HEAD_MS)
+
+    def set(self, phase, ms):
+        self.phase = phase
+        self.deadline = time.ticks_add(time.ticks_ms(), ms)
+
+
+def parse_head(head):
+    """(method, url, version, headers) from the request head (bytes-like,
+    without the blank line), or raise Reject with the status to answer."""
+    try:
+        text = str(head, "utf-8")
+    except UnicodeError:
+        raise Reject(400)
+    lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3:
+        raise Reject(400)
+    method, url, version = parts
+    if not method or not method.isalpha() or not method.isupper():
+        raise Reject(400)
+    if version not in ("HTTP/1.0", "HTTP/1.1"):
+        raise Reject(505 if version.startswith("HTTP/") else 400)
+    if method not in METHODS:
+        raise Reject(405)
+    if len(url) > MAX_URL:
+        raise Reject(414)
+    if not url.startswith("/"):
+        raise Reject(400)
+    for c in url:
+        if not "!" <= c <= "~":
+            raise Reject(400)
+    if len(lines) - 1 > MAX_HEADERS:
+        raise Reject(431)
+    headers = NoCaseDict()
+    for line in lines[1:]:
+        i = line.find(":")
+        if i <= 0:
+            raise Reject(400)
+        name = line[:i]
+        if " " in name or "\t" in name or len(name) > 64:
+            raise Reject(400)
+        value = line[i + 1:].strip()
+        for c in value:
+            if c < " " and c != "\t":
+                raise Reject(400)
+        if name in headers:
+            if name.lower() in ("content-length", "host", "cookie", "origin", "transfer-encoding"):
+                raise Reject(400)  # ambiguous: smuggling or confusion
+            continue
+        headers[name] = value
+    return method, url, version[5:], headers
+
+
+class Server:
+    """Serves a microdot app on (host, port) under the limits above."""
+
+    def __init__(self, app, host, port, ssl=None, max_conn=MAX_CONN):
+        self.app = app
+        self.host = host
+        self.port = port
+        self.ssl = ssl
+        self.scheme = "https" if ssl else "http"
+        self.max_conn = max_conn
+        self.conns = []
+        self.peeking = []
+        self.handling = 0
+        # Request buffers, allocated once while the heap is tidy: a request
+        # is read into one, never grown piece by piece (one spare: an evicted
+        # connection gives its buffer back only once its task has ended).
+        self._bufs = [bytearray(BUF) for _ in range(max_conn + 1)]
+        self._peek = bytearray(READ)
+        self._srv = None
+        self._reaper = None
+        self.closed = False
+        self.stats = {"accepted": 0, "served": 0, "refused": 0, "evicted": 0, "timeouts": 0,
+                      "rejected": 0}
+
+    async def start(self):
+        if self.ssl:
+            self._srv = await asyncio.start_server(self._accept, self.host, self.port,
+                                                   backlog=2, ssl=self.ssl)
+        else:
+            self._srv = await asyncio.start_server(self._accept, self.host, self.port, backlog=2)
+        self._reaper = asyncio.create_task(self._reap())
+
+    async def close(self, grace_ms=300):
+        """Stop accepting, close the listener, give responses already being
+        written grace_ms to finish, then cancel every connection."""
+        self.closed = True
+        srv = self._srv
+        self._srv = None
+        if srv is not None:
+            srv.close()
+            await srv.wait_closed()
+        t0 = time.ticks_ms()
+        while time.ticks_diff(time.ticks_ms(), t0) < grace_ms:
+            if not any(c.phase == WRITE for c in self.conns):
+                break
+            await asyncio.sleep_ms(10)
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        for t in self.peeking[:]:
+            t.cancel()
+        for c in self.conns[:]:
+            c.task.cancel()
+        # let the cancelled connections run their clean-up (close sockets)
+        for _ in range(20):
+            if not self.conns and not self.peeking:
+                break
+            await asyncio.sleep_ms(10)
+
+    async def _reap(self):
+        while True:
+            await asyncio.sleep_ms(200)
+            now = time.ticks_ms()
+            for c in self.conns[:]:
+                if time.ticks_diff(now, c.deadline) > 0:
+                    self.stats["timeouts"] += 1
+                    c.task.cancel()
+
+    def _make_room(self, now, ready):
+        """Drop a connection that is still sending its request (see the
+        module's doc); True if there is room now. `ready`: the newcomer's
+        request has started to arrive."""
+        if len(self.conns) < self.max_conn:
+            return True
+        victim = None
+        for idle in (True, False):
+            if ready:  # a just-admitted connection gets a moment to be read
+                least = FRESH_MS if idle else 0
+            else:
+                least = IDLE_EVICT_MS if idle else SLOW_EVICT_MS
+            for c in self.conns:
+                if c.phase <= BODY and (c.got == 0) == idle \
+                        and time.ticks_diff(now, c.t0) >= least:
+                    if victim is None or time.ticks_diff(c.t0, victim.t0) < 0:
+                        victim = c
+            if victim is not None:
+                break
+        if victim is None:
+            return False
+        self.stats["evicted"] += 1
+        self.conns.remove(victim)  # its slot is free now; the task ends soon
+        victim.task.cancel()
+        return True
+
+    def _peek_now(self, writer):
+        """Bytes the client has sent already, read into the shared peek
+        buffer (0: none yet, -1: closed or failed)."""
+        try:
+            n = writer.s.readinto(self._peek)
+        except Exception:
+            return -1
+        if n is None:
+            return 0
+        return n if n else -1
+
+    async def _accept(self, reader, writer):
+        now = time.ticks_ms()
+        self.stats["accepted"] += 1
+        # What the client has sent already (a real one sends its request with
+        # the connection; TLS needs its handshake first, so not there).
+        n = 0 if self.ssl else self._peek_now(writer)
+        if n == 0 and not self.ssl and len(self.conns) >= self.max_conn:
+            # Full, and nothing from this client yet: most likely its request
+            # is a moment behind the connection. Look again for up to PEEK_MS
+            # before judging it idle; at most MAX_PEEK newcomers look at a
+            # time (sockets are scarce), a newer one ends the oldest's wait.
+            me = asyncio.current_task()
+            self.peeking.append(me)
+            if len(self.peeking) > MAX_PEEK:
+                self.peeking.pop(0).cancel()
+            try:
+                t0 = time.ticks_ms()
+                while n == 0 and time.ticks_diff(time.ticks_ms(), t0) < PEEK_MS:
+                    await asyncio.sleep_ms(0)
+                    n = self._peek_now(writer)
+            except asyncio.CancelledError:
+                n = -1
+            finally:
+                if me in self.peeking:
+                    self.peeking.remove(me)
+            now = time.ticks_ms()
+        # (no await from here until the peeked bytes are copied)
+        if self.closed or n < 0 or not self._bufs or not self._make_room(now, n > 0):
+            self.stats["refused"] += 1
+            _refuse(writer)
+            return
+        buf = self._bufs.pop()
+        if n:
+            memoryview(buf)[:n] = memoryview(self._peek)[:n]
+        conn = Conn(asyncio.current_task(), peer_ip(writer.get_extra_info("peername")), now)
+        conn.got = n
+        self.conns.append(conn)
+        try:
+            await self._serve(conn, reader, writer, buf)
+        except asyncio.CancelledError:
+            pass
+        except OSError:  # reset or broken by the client: nothing to report
+            self.stats["broken"] = self.stats.get("broken", 0) + 1
+        except Exception as e:  # a client must never take the server down
+            log.exc("web: connection failed", e)
+        finally:
+            if conn in self.conns:
+                self.conns.remove(conn)
+            self._bufs.append(buf)
+            try:
+                await writer.aclose()  # does not yield: safe while cancelled
+            except Exception:
+                pass
+
+    async def _serve(self, conn, reader, writer, buf):
+        try:
+            end = await _read_head(reader, conn, buf)
+            if end is None:
+                return  # closed without a request
+            hlen, start = end
+            method, url, version, headers = parse_head(memoryview(buf)[:hlen])
+            if "Transfer-Encoding" in headers:
+                raise Reject(501)
+            n = 0
+            if "Content-Length" in headers:
+                cl = headers["Content-Length"]
+                if not cl.isdigit() or len(cl) > 9:
+                    raise Reject(400)
+                n = int(cl)
+            elif method == "POST":
+                raise Reject(411)
+            if n > MAX_BODY:
+                raise Reject(413)
+            if conn.got < start + n:
+                conn.set(BODY, BODY_MS)
+                mv = memoryview(buf)
+                while conn.got < start + n:
+                    k = await reader.readinto(mv[conn.got:start + n])
+                    if k == 0:
+                        return  # the client went away
+                    conn.got += k or 0
+            body = bytes(memoryview(buf)[start:start + n])
+        except Reject as r:
+            # answered with one non-blocking send: a bad request never holds
+            # a slot while its answer drains
+            self.stats["rejected"] += 1
+            _send_now(writer, _error_bytes(r.status))
+            return
+        # At most MAX_HANDLERS requests are handled and answered at once: the
+        # pages' memory is bounded whatever the number of clients.
+        conn.set(HANDLE, HANDLER_MS)
+        while self.handling >= MAX_HANDLERS:
+            await asyncio.sleep_ms(5)
+        self.handling += 1
+        held = True
+        try:
+            try:
+                req = Request(self.app, (conn.ip, 0), method, url, version, headers, body=body,
+                              stream=None, sock=(reader, writer), scheme=self.scheme)
+            except (ValueError, UnicodeError, IndexError):  # e.g. a bad %-escape in the query
+                self.stats["rejected"] += 1
+                _send_now(writer, _error_bytes(400))
+                return
+            req.g.conn = conn
+            req.g.server = self
+            res = await self.app.dispatch_request(req)
+            req = None
+            if conn.phase == STREAM:  # a stream sets its own deadlines, holds no turn
+                self.handling -= 1
+                held = False
+            else:
+                conn.set(WRITE, WRITE_MS)
+            self.stats["served"] += 1
+            await self._write(res, writer)
+        finally:
+            if held:
+                self.handling -= 1
+
+    async def _write(self, res, writer):
+        if res is Response.already_handled:
+            return
+        h = res.headers
+        for k, v in SECURITY_HEADERS:
+            if k not in h:
+                h[k] = v
+        if res.status_code in _REASONS and res.reason is None:
+            res.reason = _REASONS[res.status_code]
+        cw = _Coalesce(writer)
+        await res.write(cw)
+        await cw.aclose()  # a response without a body: the head is still here
+
+
+class _Coalesce:
+    """microdot writes the status line and every header with its own
+    awrite(): one send each. This joins the head with the first body chunk
+    (one send for a small page) and sends body chunks as they come (event
+    streams)."""
+
+    def __init__(self, writer):
+        self.w = writer
+        self.head = []
+        self.body = False
+
+    async def awrite(self, data):
+        w = self.w
+        if not self.body:
+            self.head.append(data)
+            if data == b"\r\n":
+                self.body = True
+            return
+        if self.head:
+            self.head.append(data)
+            data = b"".join(self.head)  # Stream.write() sends at once: one piece
+            self.head = None
+        w.write(data)
+        await w.drain()
+
+    async def aclose(self):
+        if self.head:
+            self.w.write(b"".join(self.head))
+            self.head = None
+            await self.w.drain()
+
+
+async def _read_head(reader, conn, buf):
+    """Reads the request head into buf (conn.got bytes are there already).
+    Returns (length of the head, where the body starts), or None if the
+    client closed first; Reject(431) if the head does not fit MAX_HEAD."""
+    mv = memoryview(buf)
+    limit = MAX_HEAD + 4
+    seen = 0
+    while True:
+        got = conn.got
+        if got:
+            i = buf.find(b"\r\n\r\n", max(0, seen - 3), got)
+            if i >= 0:
+                return i, i + 4
+            i = buf.find(b"\n\n", max(0, seen - 1), got)
+            if i >= 0:
+                return i, i + 2
+            if got >= limit:
+                raise Reject(431)
+            seen = got
+        k = await reader.readinto(mv[got:min(got + READ, limit)])
+        if k is None:
+            continue  # woken without data
+        if not k:
+            if got:
+                raise Reject(400)
+            return None
+        conn.got = got + k
+
+
+def _error_bytes(status):
+    text = _REASONS.get(status, "error")
+    return ("HTTP/1.0 %d %s\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Length: %d\r\n"
+            "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close"
+            "\r\n\r\n%s\n" % (status, text, len(text) + 1, text)).encode()
+
+
+def _send_now(writer, data):
+    """One non-blocking send (whatever fits), then close: never waits."""
+    s = writer.s
+    try:
+        s.write(data)
+    except Exception:
+        pass
+    try:
+        s.close()
+    except Exception:
+        pass
+
+
+def _refuse(writer):
+    """Answer 503 without waiting, close."""
+    _send_now(writer, BUSY)
