@@ -99,15 +99,30 @@ class Sim:
             self.cmd("tap", button, ms)
 
     def enter_pin(self, pin):
-        """Type a PIN on the PIN screen: each digit starts at 0; UP counts up,
-        DOWN down (so 9 is one DOWN), OK moves on."""
-        for d in pin:
-            d = int(d)
-            if d <= 5:
-                self.tap("up", d)
+        """Type a PIN on the PIN screen like a careful user: watch the
+        selected digit (row 4) and press UP/DOWN until it shows the wanted
+        one, then OK and see the digit masked. A press lost on a loaded
+        machine is simply made again, as a person would."""
+        start = self.screen()[4].split().count("*")  # digits already entered
+        for pos, want in enumerate(pin, start):
+            for _ in range(30):
+                cells = self.screen()[4].split()
+                if len(cells) == 4 and cells[pos] == want:
+                    break
+                cur = int(cells[pos]) if len(cells) == 4 and cells[pos].isdigit() else 0
+                self.tap("up" if (int(want) - cur) % 10 <= 5 else "down")
             else:
-                self.tap("down", 10 - d)
+                raise AssertionError("cannot set digit %d:\n%s" % (pos, "\n".join(self.screen())))
             self.tap("ok")
+            if pos == 3:
+                return
+            for _ in range(3):
+                try:
+                    self.wait_for(lambda: self.screen()[4].split()[pos] == "*", timeout=1.5,
+                                  what="digit accepted")
+                    break
+                except AssertionError:
+                    self.tap("ok")
 
     def select(self, label, timeout=5):
         """In a menu: move the cursor to the entry containing label, press OK."""
