@@ -26,7 +26,7 @@ count (not the bucket).
 import hashlib
 import os
 import time
-from binascii import hexlify, unhexlify
+from binascii import hexlify
 
 from meter.crypto import compare_digest, hmac_digest
 

@@ -11,12 +11,12 @@ owns the sockets and hands microdot a parsed request:
   connects while all are taken, a connection that is still sending its
   request may make room. A newcomer whose request is already there (a real
   client sends it with the connection) takes the place of the oldest one
-  that has sent nothing for FRESH_MS, else of the oldest still sending its
-  head or body.
+  that has sent nothing, else of the oldest still sending its head or body.
   A newcomer that has sent nothing yet gets up to PEEK_MS for its request
-  to arrive (MAX_PEEK newcomers at a time; a newer one ends the oldest
-  one's wait); if nothing comes it only replaces one that has sent nothing
-  for IDLE_EVICT_MS, or that has been sending for SLOW_EVICT_MS.
+  to arrive before it is admitted (MAX_PEEK newcomers at a time; a newer
+  one ends the oldest one's wait); if nothing comes it is admitted if
+  there is room, and otherwise only replaces one that has sent nothing for
+  IDLE_EVICT_MS, or that has been sending for SLOW_EVICT_MS.
   Idle and slow clients therefore cannot crowd out a real one, and a flood
   of idle connections is turned away cheaply. If nobody qualifies (all are
   being answered), the newcomer gets an immediate 503 and is closed;
@@ -50,7 +50,6 @@ IDLE_EVICT_MS = 1000
 SLOW_EVICT_MS = 2000
 MAX_PEEK = 2
 PEEK_MS = 5
-FRESH_MS = 50
 HEAD_MS = 5000
 BODY_MS = 5000
 HANDLER_MS = 20000
@@ -245,8 +244,8 @@ class Server:
             return True
         victim = None
         for idle in (True, False):
-            if ready:  # a just-admitted connection gets a moment to be read
-                least = FRESH_MS if idle else 0
+            if ready:
+                least = 0
             else:
                 least = IDLE_EVICT_MS if idle else SLOW_EVICT_MS
             for c in self.conns:
@@ -280,10 +279,11 @@ class Server:
         # What the client has sent already (a real one sends its request with
         # the connection; TLS needs its handshake first, so not there).
         n = 0 if self.ssl else self._peek_now(writer)
-        if n == 0 and not self.ssl and len(self.conns) >= self.max_conn:
-            # Full, and nothing from this client yet: most likely its request
-            # is a moment behind the connection. Look again for up to PEEK_MS
-            # before judging it idle; at most MAX_PEEK newcomers look at a
+        if n == 0 and not self.ssl:
+            # Nothing from this client yet: most likely its request is a
+            # moment behind the connection. Look again for up to PEEK_MS
+            # before judging it idle (only a connection that sent nothing then
+            # may be replaced at once); at most MAX_PEEK newcomers look at a
             # time (sockets are scarce), a newer one ends the oldest's wait.
             me = asyncio.current_task()
             self.peeking.append(me)
@@ -295,7 +295,8 @@ class Server:
                     await asyncio.sleep_ms(0)
                     n = self._peek_now(writer)
             except asyncio.CancelledError:
-                n = -1
+                # a newer newcomer took its place: a last look before giving up
+                n = self._peek_now(writer) or -2
             finally:
                 if me in self.peeking:
                     self.peeking.remove(me)
@@ -303,6 +304,11 @@ class Server:
         # (no await from here until the peeked bytes are copied)
         if self.closed or n < 0 or not self._bufs or not self._make_room(now, n > 0):
             self.stats["refused"] += 1
+            # why: a newer newcomer ended its wait / request there but all busy /
+            # nothing sent / closed
+            k = "r_displaced" if n == -2 else ("r_busy" if n > 0 else ("r_idle" if n == 0
+                                                                      else "r_closed"))
+            self.stats[k] = self.stats.get(k, 0) + 1
             _refuse(writer)
             return
         buf = self._bufs.pop()
