@@ -250,7 +250,7 @@ def _wait_port(port, timeout=20):
 
 PBKDF2 = r"""
 import json, time, hashlib
-from meter.web import passwd
+from meter import passwd
 def ms(f):
     t = time.ticks_us(); f(); return time.ticks_diff(time.ticks_us(), t) / 1000
 n = passwd.ITERATIONS

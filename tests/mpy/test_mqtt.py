@@ -414,17 +414,14 @@ def test_set_interval_and_services_go_through_settings():
                      "on": True})
     assert r == {"id": "c", "ok": True, "result": {"ha_discovery": True}}, r
     assert app.settings.get("mqtt.ha_discovery") is True
-    # a guard (the module lock will be one) refusing: error reply, nothing changed
-    from meter.settings import SettingsError
-
-    def locked(changes, source):
-        raise SettingsError("configuration is locked")
-
-    app.settings.add_guard(locked)
+    # the module lock refusing at the choke point: error reply, nothing changed
+    app.settings.set_lock({"lock.on": True}, "test", "lock")
+    before = app.settings.get("mqtt.enabled")
     app.board.t += 30
     r = cmd(c, app, {"id": "d", "code": code(1, app.board.t), "cmd": "service", "name": "uplink",
                      "on": False})
-    assert r == {"id": "d", "ok": False, "error": "configuration is locked"}, r
+    assert r == {"id": "d", "ok": False, "error": "module locked"}, r
+    assert app.settings.get("mqtt.enabled") == before
 
 
 def test_counter_reset_needs_confirmation():

@@ -13,7 +13,8 @@ from binascii import hexlify  # noqa: E402
 
 from upytest import raises  # noqa: E402
 
-from meter.web import auth, passwd  # noqa: E402
+from meter import passwd
+from meter.web import auth  # noqa: E402
 
 # PBKDF2-HMAC-SHA256 vectors (shared/notes/security.md section 3)
 PBKDF2 = [

@@ -14,6 +14,7 @@ from meter import board as boards
 from meter.atm90e32 import ATM90E32, UWH_PER_LSB
 from meter.audit import AuditLog
 from meter.energy import NAMES, EnergyCounters
+from meter.lock import ModuleLock
 from meter.logstore import LogStore
 from meter.pin import PinGuard
 from meter.sampler import Sampler
@@ -27,11 +28,13 @@ class App:
         self.board = board
         self.sup = Supervisor()
         self.audit = AuditLog(LogStore(board.partition("audit")), board)
-        self.settings = Settings(LogStore(board.partition("config")), self.audit)
+        self.state_ = State(LogStore(board.partition("state")))
+        self.settings = Settings(LogStore(board.partition("config")), self.audit, self.state_)
         self.counters = EnergyCounters(LogStore(board.partition("counters")), board,
                                        self.audit, UWH_PER_LSB,
-                                       self.settings.get("energy.save_min_ms"))
-        self.state_ = State(LogStore(board.partition("state")))
+                                       self.settings.get("energy.save_min_ms"),
+                                       self.settings.require_unlocked)
+        self.lock = ModuleLock(self.settings, self.state_, self.audit)
         self.pin = PinGuard(self.settings, self.state_, self.audit)
         # Features register what the menu shows: (where, label, fn(ui)) and
         # network services as (label, settings key).

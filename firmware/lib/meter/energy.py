@@ -59,8 +59,11 @@ class CounterError(Exception):
 
 
 class EnergyCounters:
-    def __init__(self, store, clock, audit, uwh_per_lsb, save_min_ms=SAVE_MIN_MS):
+    def __init__(self, store, clock, audit, uwh_per_lsb, save_min_ms=SAVE_MIN_MS, guard=None):
+        """guard(source, what): raises to refuse a reset (the module lock:
+        Settings.require_unlocked)."""
         self.store = store
+        self.guard = guard
         self.save_min_ms = save_min_ms
         self.clock = clock
         self.audit = audit
@@ -221,6 +224,8 @@ class EnergyCounters:
         confirm == RESET_CONFIRM. Audits the values before the reset, then
         stores zeroed counters under a new generation. Every interface calls
         this; nothing else lowers a counter. Clears "corrupt" and "missing"."""
+        if self.guard is not None:
+            self.guard(source, "counter-reset")
         if confirm != RESET_CONFIRM:
             self.audit.append(source, "counter-reset", "refused", "not confirmed")
             raise CounterError("reset not confirmed")

@@ -2,14 +2,22 @@
 
 Every interface (menu, Web Admin, MQTT) changes configuration through
 `Settings.update()`, the single choke point: it validates the whole change
-against SCHEMA, asks every registered guard (the module lock plugs in here),
-then writes one LogStore record holding all explicitly set values, so a
+against SCHEMA, refuses it while the module lock is on, then writes one LogStore record holding all explicitly set values, so a
 change is either fully stored or not at all.
 
 Only values someone set are stored; defaults live in the code. A store that
 cannot be read (no valid record although the flash is not blank) runs on
 defaults in RAM and reports "corrupt": nothing is written back on its own,
 so the damaged data stays for inspection until someone changes a setting.
+
+The module lock (docs/security.md, "Module lock") lives here too: while
+`lock.on` is set, update() refuses every change with Locked, and the
+changes that are not settings (counter reset, token confirmations, firmware
+upload) ask require_unlocked() first. Only meter/lock.py changes the lock
+itself, through set_lock(), after checking the lock password. A torn write
+leaves the previous record, so it never unlocks; if the store is damaged
+beyond reading, a copy of the lock flag in the runtime state keeps a locked
+device locked (fail closed).
 """
 
 import json
@@ -52,21 +60,58 @@ SCHEMA = {
     "mqtt.interval_s": (60, int, (1, 3600)),
     "mqtt.keepalive_s": (60, int, (5, 1200)),
     "mqtt.ha_discovery": (False, bool, None),
+    # Module lock (meter/lock.py): the lock password as passwd.py stores it
+    # ("" = none set), and whether configuration is read-only. Changed only
+    # through set_lock().
+    "lock.hash": ("", str, 160),
+    "lock.on": (False, bool, None),
 }
+
+LOCK_KEYS = ("lock.hash", "lock.on")
+# Access credentials that may be *set* while locked when none is set (after
+# the start-up PIN reset, or the Web Admin's first use), so that someone can
+# reach the menu or the Security page to unlock. Changing a set one, or
+# resetting it, stays refused; only the start-up PIN reset may clear the PIN.
+FIRST_SET = ("ui.pin", "web.pass")
+LOCKED = "module locked"
 
 
 class SettingsError(ValueError):
     """A change was refused; the message says why, for the user."""
 
 
+class Locked(SettingsError):
+    """Refused because the module lock is on (HTTP 423, MQTT "module locked")."""
+
+    def __init__(self):
+        super().__init__(LOCKED)
+
+
 class Settings:
-    def __init__(self, store, audit=None):
+    def __init__(self, store, audit=None, mirror=None):
+        """mirror: the runtime State, which keeps a copy of the lock flag
+        for the case that this store cannot be read."""
         self.store = store
         self.audit = audit
+        self.mirror = mirror
         self._set = {}
-        self._guards = []
         self.status = "ok"
         self.load()
+        # Damaged store: defaults would mean "unlocked". Stay locked if the
+        # device was locked; with no password left to check, only the
+        # service-centre wipe recovers (as for a forgotten password).
+        self._fail_closed = (self.status == "corrupt" and mirror is not None
+                             and mirror.get("lock") is True)
+
+    @property
+    def locked(self):
+        return self._fail_closed or self.get("lock.on")
+
+    def require_unlocked(self, source, what):
+        """Raise Locked (audited) while the lock is on: for the changes that
+        are not settings, which must ask here before they act."""
+        if self.locked:
+            self._refuse(source, what)
 
     def load(self):
         rec = self.store.latest()
@@ -97,10 +142,6 @@ class Settings:
     def all(self):
         return {k: self.get(k) for k in SCHEMA}
 
-    def add_guard(self, fn):
-        """fn(changes, source) raises SettingsError to refuse a change."""
-        self._guards.append(fn)
-
     def update(self, changes, source):
         """Apply `changes` (dict) atomically, or raise SettingsError and
         change nothing."""
@@ -108,12 +149,45 @@ class Settings:
             return
         clean = {}
         for k, v in changes.items():
+            if k in LOCK_KEYS:
+                raise SettingsError(k + ": changed only through the module lock")
             clean[k] = _check(k, v)
-        for g in self._guards:
-            g(clean, source)
+        if self.locked and not self._allowed_while_locked(clean, source):
+            self._refuse(source, ",".join(sorted(clean)))
         new = dict(self._set)
         new.update(clean)
         self._commit(new, source, "settings", ",".join(sorted(clean)))
+
+    def _allowed_while_locked(self, clean, source):
+        for k, v in clean.items():
+            if k not in FIRST_SET:
+                return False
+            if self.get(k) and not (k == "ui.pin" and v == "" and source == "startup"):
+                return False
+        return True
+
+    def _refuse(self, source, what):
+        if self.audit:
+            self.audit.append(source, "locked", "refused", what)
+        raise Locked()
+
+    def set_lock(self, changes, source, event):
+        """The module lock's own write (meter/lock.py, after it checked the
+        lock password): lock.* keys only. The runtime-state copy of the flag
+        is set before a lock and cleared after an unlock, so no cut between
+        the two writes leaves both saying "unlocked" while locking."""
+        new = dict(self._set)
+        for k, v in changes.items():
+            if k not in LOCK_KEYS:
+                raise SettingsError(k + ": not a lock setting")
+            new[k] = _check(k, v)
+        on = new.get("lock.on", False)
+        if self.mirror is not None and on:
+            self.mirror.set("lock", True)
+        self._commit(new, source, event, "lock " + ("on" if on else "off"))
+        self._fail_closed = False
+        if self.mirror is not None and not on:
+            self.mirror.set("lock", False)
 
     def _commit(self, values, source, event, detail):
         """Write a complete set of values (the store's only write path;

@@ -16,7 +16,7 @@ import sys
 SERVICE_KEY = "web.allowed"
 # Loaded per window, dropped after it.
 MODULES = ("meter.web.admin", "meter.web.server", "meter.web.pages", "meter.web.assets",
-           "meter.web.auth", "meter.web.passwd", "microdot", "microdot.microdot",
+           "meter.web.auth", "meter.passwd", "microdot", "microdot.microdot",
            "microdot.helpers")
 
 

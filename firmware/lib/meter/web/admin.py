@@ -218,7 +218,7 @@ class WebAdmin:
         """("ok" | "fail" | "wait" | "busy", seconds to wait). Throttled:
         a client that must wait is not checked at all; one check at a time."""
         from meter.crypto import compare_digest
-        from meter.web import passwd
+        from meter import passwd
 
         t = self.throttle
         wait = t.wait_s(client)
@@ -266,7 +266,7 @@ class WebAdmin:
 
     async def set_password(self, new, source):
         """Hash and store a new password; ends every session. None or an error."""
-        from meter.web import passwd
+        from meter import passwd
 
         if self.verifying:
             return "Another password is being checked. Try again in a moment."

@@ -15,7 +15,8 @@ import time
 from microdot import Microdot, Response
 
 from meter import VERSION
-from meter.web import auth, passwd
+from meter import passwd
+from meter.web import auth
 from meter.web.server import STREAM, WRITE_MS
 
 SSE_EVENTS = 60  # events per stream (1 s apart); the browser then reconnects
