@@ -17,6 +17,8 @@ from upytest import tmpdir
 
 from meter import mqtt
 from meter.audit import AuditLog
+from meter.lock import ModuleLock
+from meter.state import State
 from meter.board.flashfile import FilePartition
 from meter.cloudcmd import MAX_PAYLOAD, Commands, b32decode
 from meter.crypto import hotp
@@ -24,7 +26,7 @@ from meter.energy import RESET_CONFIRM, EnergyCounters
 from meter.logstore import LogStore
 from meter.settings import Settings
 
-HEAP = "512k"
+HEAP = "768k"
 SECRET_B32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"  # b"12345678901234567890" (RFC 6238)
 SECRET = b"12345678901234567890"
 T0 = 1_800_000_015  # a step boundary + 15 s
@@ -61,9 +63,13 @@ class App:
         d = tmpdir()
         self.board = Board(d)
         self.audit = AuditLog(LogStore(FilePartition(d + "/audit.bin", 16384)), self.board)
-        self.settings = Settings(LogStore(FilePartition(d + "/config.bin", 16384)), self.audit)
+        self.state_ = State(LogStore(FilePartition(d + "/state.bin", 16384)))
+        self.settings = Settings(LogStore(FilePartition(d + "/config.bin", 16384)), self.audit,
+                                 self.state_)
         self.counters = EnergyCounters(LogStore(FilePartition(d + "/counters.bin", 65536)),
-                                       self.board, self.audit, 3125)
+                                       self.board, self.audit, 3125, 30000,
+                                       self.settings.require_unlocked)
+        self.lock = ModuleLock(self.settings, self.state_, self.audit)
         self.counters.add([100, 200, 300, 400, 5, 6, 7, 8])
         self.sampler = Sampler()
         if secret is not None:
@@ -79,7 +85,7 @@ def cmd(c, app, msg):
     raw = msg if isinstance(msg, (bytes, str)) else json.dumps(msg)
     if isinstance(raw, str):
         raw = raw.encode()
-    return c.handle(raw)
+    return asyncio.run(c.handle(raw))
 
 
 def audit_totp(app):
@@ -436,6 +442,45 @@ def test_counter_reset_needs_confirmation():
     ev = [(e[2], e[3], e[4]) for e in app.audit.events() if e[3] == "counter-reset"]
     assert ev == [("mqtt", "counter-reset", "refused"), ("mqtt", "counter-reset", "pending"),
                   ("mqtt", "counter-reset", "ok")], ev
+
+
+def test_module_lock_commands_and_what_a_locked_device_refuses():
+    app = App()
+    c = Commands(app)
+    def send(**m):
+        app.board.t += 30  # one fresh code per command (each step works once)
+        m.setdefault("id", "x")
+        return cmd(c, app, dict(m, code=code(0, app.board.t)))
+
+    r = send(cmd="lock", password="whatever")
+    assert r["ok"] is False and r["error"] == "Set a lock password first.", r
+    r = send(cmd="lock_set", new="abc")
+    assert r["ok"] is False and "at least 4" in r["error"], r
+    assert send(cmd="lock_set", new="lockpw1")["result"] == {"lock": "unlocked"}
+    r = send(cmd="lock", password="nope")
+    assert r["ok"] is False and r["error"].startswith("Wrong password. Try again in 1 s"), r
+    app.lock._until = None
+    assert send(cmd="lock", password="lockpw1")["result"] == {"lock": "locked"}
+    # the status reply leaves the configuration out while locked
+    st = send(cmd="status")["result"]
+    assert st["locked"] is True and "interval_s" not in st and "ha_discovery" not in st, st
+    # every configuration command is refused, nothing changes
+    before = (app.settings.get("mqtt.interval_s"), app.settings.get("mqtt.enabled"),
+              app.counters.uwh, app.counters.generation)
+    for m in ({"cmd": "set_interval", "seconds": 30},
+              {"cmd": "service", "name": "uplink", "on": False},
+              {"cmd": "service", "name": "ha_discovery", "on": True},
+              {"cmd": "reset_counters", "confirm": RESET_CONFIRM},
+              {"cmd": "lock_change", "password": "lockpw1", "new": "other1"}):
+        r = send(**m)
+        assert r["ok"] is False and r["error"] in ("module locked", "Unlock first."), (m, r)
+    assert before == (app.settings.get("mqtt.interval_s"), app.settings.get("mqtt.enabled"),
+                      app.counters.uwh, app.counters.generation)
+    assert send(cmd="unlock", password="lockpw1")["result"] == {"lock": "unlocked"}
+    assert send(cmd="set_interval", seconds=30)["ok"] is True
+    assert send(cmd="status")["result"]["interval_s"] == 30
+    assert send(cmd="lock_change", password="lockpw1", new="other1")["ok"] is True
+    assert send(cmd="lock", password="other1")["ok"] is True and app.lock.status() == "locked"
 
 
 def test_pairing_code_and_secret_never_shown():

@@ -29,9 +29,15 @@ Rules (RFC 6238 section 5.2; shared/notes/security.md section 3):
   and fields) before the code is checked: a malformed message changes
   nothing and does not use up a code.
 - configuration changes go through app.settings.update(changes, "mqtt")
-  (validation, guards such as the module lock, audit); the counter reset
-  through app.counters.reset(confirm, "mqtt").
+  (validation, the module lock, audit); the counter reset through
+  app.counters.reset(confirm, "mqtt"), which asks the lock too. The lock
+  itself is switched with its password (lock_set, lock, unlock,
+  lock_change: app.lock, meter/lock.py).
+- while the module is locked, the status reply leaves the configuration
+  out: nothing new about it is published (docs/mqtt.md).
 """
+
+import asyncio
 
 import json
 import time
@@ -56,6 +62,10 @@ COMMANDS = {
     "set_interval": {"seconds": (int, None)},
     "service": {"name": (str, ("uplink", "ha_discovery")), "on": (bool, None)},
     "reset_counters": {"confirm": (str, None)},
+    "lock_set": {"new": (str, None)},
+    "lock": {"password": (str, None)},
+    "unlock": {"password": (str, None)},
+    "lock_change": {"password": (str, None), "new": (str, None)},
 }
 SERVICE_KEYS = {"uplink": "mqtt.enabled", "ha_discovery": "mqtt.ha_discovery"}
 
@@ -213,7 +223,7 @@ class Commands:
         self.uplink = uplink
         self.totp = Totp(app.board, app.audit)
 
-    def handle(self, payload):
+    async def handle(self, payload):
         cid = None
         try:
             msg = self._parse(payload)
@@ -223,7 +233,7 @@ class Commands:
                 raise CmdError("clock not set: commands refused")
             self.totp.verify(msg["code"], cid)
             log.info("mqtt: command %s id %s accepted" % (cmd, cid))
-            return {"id": cid, "ok": True, "result": getattr(self, "_" + cmd)(msg)}
+            return {"id": cid, "ok": True, "result": await getattr(self, "_" + cmd)(msg)}
         except CmdError as e:
             log.warn("mqtt: command id %s refused: %s" % (cid, e))
             return {"id": cid, "ok": False, "error": str(e)}
@@ -279,32 +289,57 @@ class Commands:
 
     # -- the commands -------------------------------------------------------------
 
-    def _status(self, msg):
+    async def _status(self, msg):
         from meter.energy import NAMES
 
         app = self.app
         c = app.counters
-        return {"fw": VERSION, "serial": app.board.serial(), "time": app.board.time(),
-                "uplink": self.uplink.status if self.uplink else None,
-                "interval_s": app.settings.get("mqtt.interval_s"),
-                "ha_discovery": app.settings.get("mqtt.ha_discovery"),
-                "meter": app.sampler.fault or "ok", "counters_status": c.status,
-                "generation": c.generation, "counters_uwh": dict(zip(NAMES, c.uwh))}
+        out = {"fw": VERSION, "serial": app.board.serial(), "time": app.board.time(),
+               "uplink": self.uplink.status if self.uplink else None,
+               "locked": app.settings.locked,
+               "meter": app.sampler.fault or "ok", "counters_status": c.status,
+               "generation": c.generation, "counters_uwh": dict(zip(NAMES, c.uwh))}
+        if not app.settings.locked:
+            out["interval_s"] = app.settings.get("mqtt.interval_s")
+            out["ha_discovery"] = app.settings.get("mqtt.ha_discovery")
+        return out
 
-    def _set_interval(self, msg):
+    async def _set_interval(self, msg):
         self._update({"mqtt.interval_s": msg["seconds"]})
         return {"interval_s": self.app.settings.get("mqtt.interval_s")}
 
-    def _service(self, msg):
+    async def _service(self, msg):
         key = SERVICE_KEYS[msg["name"]]
         self._update({key: msg["on"]})
         return {msg["name"]: self.app.settings.get(key)}
 
-    def _reset_counters(self, msg):
+    async def _reset_counters(self, msg):
         from meter.energy import CounterError
+        from meter.settings import SettingsError
 
         try:
             self.app.counters.reset(msg["confirm"], "mqtt")
-        except CounterError as e:
+        except (CounterError, SettingsError) as e:
             raise CmdError(str(e))
         return {"generation": self.app.counters.generation}
+
+    async def _lock_op(self, op, *args):
+        from meter.lock import LockError
+
+        try:
+            await op(*args, "mqtt")
+        except LockError as e:
+            raise CmdError(str(e))
+        return {"lock": self.app.lock.status()}
+
+    async def _lock_set(self, msg):
+        return await self._lock_op(self.app.lock.set_password, msg["new"])
+
+    async def _lock(self, msg):
+        return await self._lock_op(self.app.lock.lock, msg["password"])
+
+    async def _unlock(self, msg):
+        return await self._lock_op(self.app.lock.unlock, msg["password"])
+
+    async def _lock_change(self, msg):
+        return await self._lock_op(self.app.lock.change, msg["password"], msg["new"])

@@ -331,7 +331,7 @@ class Link:
         if topic != self.topic("cmd").encode():
             return
         self.stats["commands"] += 1
-        reply = self.up.commands().handle(payload)
+        reply = await self.up.commands().handle(payload)
         await self._pub(conn, "reply", json.dumps(reply))
 
     # -- what is published ------------------------------------------------------------
@@ -343,10 +343,15 @@ class Link:
     async def _announce(self, conn):
         s = self.settings
         await self._pub(conn, "status", "online", True)
-        await self._pub(conn, "info", json.dumps({
-            "fw": VERSION, "board": self.board.name, "serial": self.id,
-            "interval_s": s.get("mqtt.interval_s"), "ha_discovery": s.get("mqtt.ha_discovery")}),
-            True)
+        locked = s.locked
+        # Locked: nothing new about the configuration (the device info and
+        # the discovery messages carry it); what the broker retains from
+        # before the lock stays visible.
+        if not locked:
+            await self._pub(conn, "info", json.dumps({
+                "fw": VERSION, "board": self.board.name, "serial": self.id,
+                "interval_s": s.get("mqtt.interval_s"),
+                "ha_discovery": s.get("mqtt.ha_discovery")}), True)
         await self._energy(conn)  # current counters, first thing after every (re)connect
         if self.backlog:
             rows = self.backlog
@@ -356,7 +361,9 @@ class Link:
             self.backlog = []
             self.backlog_dropped = 0
         self._ha_sent = False
-        if s.get("mqtt.ha_discovery"):
+        if locked:
+            self._ha_sent = s.get("mqtt.ha_discovery")  # as retained: nothing to send
+        elif s.get("mqtt.ha_discovery"):
             await self._discovery(conn, True)
         elif not self._ha_cleared:
             # Off: entities announced before a reboot may still be retained

@@ -20,6 +20,7 @@ import os
 import time
 
 from meter import log
+from meter.settings import Locked
 from meter.web import SERVICE_KEY
 
 WINDOW_S = 600
@@ -281,6 +282,8 @@ class WebAdmin:
             passwd.ITERATIONS, time.ticks_diff(time.ticks_ms(), t0)))
         try:
             self.app.settings.update({"web.pass": stored}, source)
+        except Locked:
+            raise
         except Exception as e:
             return "not stored: %s" % e
         if self.sessions is not None:
@@ -327,6 +330,8 @@ class WebAdmin:
             return "no access point on this board"
         if not app.settings.get(SERVICE_KEY):
             return "Web Admin is off in Services"
+        if app.settings.locked:  # joining would store a network: refused anyway
+            return "module locked"
         if self.ap is None:
             rnd = os.urandom(_AP_KEY_LEN)
             key = "".join(_AP_CHARS[b % len(_AP_CHARS)] for b in rnd)
@@ -363,6 +368,8 @@ class WebAdmin:
             return "A Wi-Fi password has 8 to 63 characters (none for an open network)."
         if self.join_state and self.join_state[0] == "joining":
             return "Already joining a network."
+        # refused before leaving the current network, not after joining
+        self.app.settings.require_unlocked("web", "wifi-join")
         self.join_state = ("joining", "Joining %s ..." % ssid)
         self._join_task = asyncio.create_task(self._join(ssid, key))
         return None
@@ -405,6 +412,8 @@ class WebAdmin:
         app = self.app
         try:
             app.settings.update({"wifi.ssid": "", "wifi.key": ""}, source)
+        except Locked:
+            raise
         except Exception as e:
             return str(e)
         app.board.wifi().disconnect()

@@ -16,6 +16,9 @@ from microdot import Microdot, Response
 
 from meter import VERSION
 from meter import passwd
+from meter.lock import MIN_LEN as LOCK_MIN_LEN
+from meter.lock import WIPE, LockError
+from meter.settings import Locked
 from meter.web import auth
 from meter.web.server import STREAM, WRITE_MS
 
@@ -31,7 +34,13 @@ MESSAGES = {
     "ended": ("warn", "Your session has ended. Please log in again."),
     "changed": ("ok", "Password changed. All sessions were ended: log in with the new password."),
     "form": ("err", "The form had expired. Please try again."),
+    "lock-set": ("ok", "Lock password set. The module is unlocked; lock it below."),
+    "locked": ("ok", "The module is locked: all configuration is read-only."),
+    "unlocked": ("ok", "The module is unlocked."),
+    "lock-changed": ("ok", "Lock password changed."),
 }
+LOCKED_TEXT = ("Module locked: all configuration is read-only. Unlock it on the Security "
+               "page.")
 
 
 def esc(s):
@@ -114,7 +123,9 @@ def build(ctl):
     web = Microdot()
     sessions = ctl.sessions
 
-    def html(req, title, body, status=200, nav=True):
+    def html(req, title, body, status=200, nav=True, editable=False):
+        """A page. While the module is locked, the forms of the page (unless
+        `editable`: the Security page's lock forms) are shown disabled."""
         s = req.g.sess
         out = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
                "<meta name=\"viewport\" content=\"width=device-width\">",
@@ -130,7 +141,13 @@ def build(ctl):
             out.append("<form method=\"post\" action=\"/logout\">%s<button>Log out</button></form>"
                        % csrf_field(req))
         out.append("</header><main><h1>%s</h1>" % esc(title))
+        ro = s is not None and not editable and fw.settings.locked
+        if ro:
+            out.append(note("warn", LOCKED_TEXT, "locked"))
+            out.append("<fieldset disabled class=\"ro\">")
         out.append(body)
+        if ro:
+            out.append("</fieldset>")
         out.append("</main></body></html>")
         return Response("".join(out), status, {"Content-Type": "text/html; charset=UTF-8"})
 
@@ -413,6 +430,8 @@ def build(ctl):
                 verdict, wait, "Not reset: wrong password."))), 403)
         try:
             fw.counters.reset(RESET_CONFIRM, "web")
+        except Locked:
+            raise
         except Exception as e:
             return html(req, title, reset_form(req, note("err", "Not reset: %s" % e)), 500)
         return html(req, "Energy counters", note("ok", "All energy counters were reset to 0.")
@@ -539,6 +558,8 @@ def build(ctl):
         on = f.get("on") == "1"
         try:
             fw.settings.update({key: on}, "web")
+        except Locked:
+            raise
         except Exception as e:
             return html(req, "Services", services_page(req, note("err", "Not changed: %s" % e)), 400)
         fw.audit.append("web", "service", "on" if on else "off", key)
@@ -560,12 +581,71 @@ def build(ctl):
             rows.append("<tr><td>%d</td><td class=\"l\">%s</td><td class=\"l\">%s</td>"
                         "<td class=\"l\">%s</td><td class=\"l\">%s</td><td class=\"l\">%s</td>"
                         "</tr>" % (seq, utc(t), esc(src), esc(ev), esc(outcome), esc(detail)))
-        body = ("<h2>Change password</h2>" + password_form(req, False)
+        code = req.args.get("m") if req.args else None
+        msg = note(*MESSAGES[code]) if code in MESSAGES else ""
+        body = (lock_section(req, msg)
+                + "<h2>Change password</h2>" + (
+                    note("warn", LOCKED_TEXT) if fw.settings.locked else password_form(req, False))
                 + "<h2>Audit log</h2><p class=\"small\">Newest first; the last %d events.</p>"
                   "<table id=\"audit\"><tr><th>#</th><th class=\"l\">Time (UTC)</th>"
                   "<th class=\"l\">Source</th><th class=\"l\">Event</th><th class=\"l\">Outcome"
                   "</th><th class=\"l\">Detail</th></tr>%s</table>" % (AUDIT_SHOWN, "".join(rows)))
-        return html(req, "Security", body)
+        return html(req, "Security", body, editable=True)
+
+    def lock_section(req, msg=""):
+        st = fw.lock.status()
+        pw = ("<label>%s <input type=\"password\" name=\"%s\" autocomplete=\"off\"></label>")
+        out = ["<h2>Module lock</h2>", msg,
+               "<p>State: <strong id=\"lock-state\">%s</strong></p>" % {
+                   "none": "no lock password set", "unlocked": "unlocked",
+                   "locked": "LOCKED (configuration is read-only)"}[st]]
+
+        def fm(action, ident, fields, button):
+            out.append("<form method=\"post\" action=\"/lock/%s\">%s%s<button id=\"%s\">%s"
+                       "</button></form>" % (action, csrf_field(req), "".join(
+                           pw % f for f in fields), ident, button))
+
+        if st == "none":
+            fm("set", "lock-set", (("New lock password", "new"), ("Repeat", "repeat")),
+               "Set lock password")
+        elif st == "unlocked":
+            fm("lock", "lock", (("Lock password", "password"),), "Lock the module")
+            out.append("<h3>Change lock password</h3>")
+            fm("change", "lock-change", (("Current lock password", "current"),
+                                         ("New lock password", "new"), ("Repeat", "repeat")),
+               "Change lock password")
+        else:
+            fm("unlock", "unlock", (("Lock password", "password"),), "Unlock")
+        out.append("<p class=\"small\">At least %d characters. While locked, every "
+                   "configuration change is refused on every interface. %s</p>" % (
+                       LOCK_MIN_LEN, esc(WIPE)))
+        return "".join(out)
+
+    @web.post("/lock/<action>")
+    async def lock_post(req, action):
+        f = form(req)
+        lk = fw.lock
+        try:
+            if f.get("new") is not None and f.get("new") != f.get("repeat"):
+                raise LockError("The two new lock passwords differ.")
+            if action == "set":
+                await lk.set_password(f.get("new", ""), "web")
+                done = "lock-set"
+            elif action == "lock":
+                await lk.lock(f.get("password", ""), "web")
+                done = "locked"
+            elif action == "unlock":
+                await lk.unlock(f.get("password", ""), "web")
+                done = "unlocked"
+            elif action == "change":
+                await lk.change(f.get("current", ""), f.get("new", ""), "web")
+                done = "lock-changed"
+            else:
+                return Response("not found\n", 404, {"Content-Type": "text/plain; charset=UTF-8"})
+        except LockError as e:
+            return html(req, "Security", lock_section(req, note("err", str(e))), 403,
+                        editable=True)
+        return see_other("/security?m=" + done)
 
     # -- device --------------------------------------------------------------
 
@@ -584,6 +664,11 @@ def build(ctl):
         return html(req, "Device", "<table>%s</table>" % "".join(
             "<tr><th class=\"l\">%s</th><td class=\"l\" id=\"dev%d\">%s</td></tr>"
             % (k, i, esc(v)) for i, (k, v) in enumerate(rows)))
+
+    @web.errorhandler(Locked)
+    async def locked(req, exc):
+        return html(req, "Module locked", note("err", LOCKED_TEXT, "refused")
+                    + "<p><a href=\"/security\">Security</a></p>", 423, editable=True)
 
     @web.errorhandler(404)
     async def not_found(req):
