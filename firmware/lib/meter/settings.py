@@ -50,6 +50,11 @@ SCHEMA = {
     # Test-only: shortens the Web Admin window; the product default is the
     # 10 minutes, and it cannot be made longer.
     "test.web_window_s": (600, int, (5, 600)),
+    # Local API for apps (meter/api.py, docs/api.md): off by default; off
+    # closes its port. test.token_pending_s: test-only, shortens how long a
+    # pairing request waits for confirmation (never lengthens it).
+    "api.enabled": (False, bool, None),
+    "test.token_pending_s": (300, int, (5, 300)),
     # Cloud uplink (meter/uplink.py, docs/mqtt.md). TLS only, whatever the
     # port. host: the name the broker's certificate must carry; ip: dialled
     # instead of resolving host (no blocking DNS look-up), "" = resolve.
