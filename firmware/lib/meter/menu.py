@@ -46,6 +46,84 @@ def lock_lines(app):
     return ["State: no lock", "password set.", "Set it in Web", "Admin Security."]
 
 
+def comm(ui):
+    return ([("Network", lambda: ui.push(Menu(ui, "NETWORK", lambda: network(ui))))]
+            + _extra(ui, "communication"))
+
+
+def network(ui):
+    return [("Wi-Fi", lambda: ui.push(Menu(ui, "WI-FI", lambda: wifi(ui))))]
+
+
+def wifi(ui):
+    app = ui.app
+
+    def status():
+        w = app.board.wifi()
+        return ["Network:", (app.settings.get("wifi.ssid") or "-")[:16],
+                "State:", w.status()[:16], "IP:", w.ip() or "-"]
+
+    return ([("Status", lambda: ui.push(Info(ui, "WI-FI STATUS", status)))]
+            + _extra(ui, "wifi")
+            + [("Reset Wi-Fi", lambda: ui.push(Confirm(
+                ui, ["RESET WI-FI?", "Back to 'not", "configured'. Run", "Wi-Fi setup",
+                     "again after."], lambda: reset_wifi(ui), "Yes, reset")))])
+
+
+def reset_wifi(ui):
+    app = ui.app
+    try:
+        app.settings.update({"wifi.ssid": "", "wifi.key": ""}, "menu")
+    except Exception as e:
+        ui.push(Message(ui, ["NOT RESET", str(e)[:16], str(e)[16:32]]))
+        return
+    app.board.wifi().disconnect()
+    app.audit.append("menu", "wifi-reset", "ok")
+    ui.push(Message(ui, ["WI-FI RESET", "Not configured."], then=lambda: _offer_setup(ui)))
+
+
+def _offer_setup(ui):
+    """After Reset Wi-Fi: offer the Wi-Fi setup procedure (No preselected)."""
+    web = getattr(ui.app, "web", None)
+    if web is not None and web.wifi_capable():
+        ui.push(Confirm(ui, ["WI-FI SETUP?", "Open the setup", "access point", "now?"],
+                        lambda: web.menu_wifi_setup(ui), "Yes, start"))
+
+
+def measurement(ui):
+    return [("Reset counters", lambda: ui.push(Confirm(
+        ui, ["RESET COUNTERS?", "IRREVERSIBLE:", "all totals and", "per-phase values",
+             "are deleted."], lambda: reset_counters(ui), "Yes, reset all")))]
+
+
+def reset_counters(ui):
+    try:
+        ui.app.counters.reset(RESET_CONFIRM, "menu")
+    except Exception as e:
+        ui.push(Message(ui, ["NOT RESET", str(e)[:16], str(e)[16:32]]))
+        return
+    ui.push(Message(ui, ["COUNTERS RESET", "All energy", "counters are 0."]))
+
+
+def services(ui):
+    """One on/off entry per network service that exists (features register
+    (label, settings key) in app.services)."""
+    app = ui.app
+    out = []
+    for label, key in getattr(app, "services", ()):
+        on = app.settings.get(key)
+        out.append(("%s: %s" % (label, "on" if on else "off"),
+                    (lambda k=key, v=on: _toggle(ui, k, not v))))
+    return out
+
+
+def _toggle(ui, key, value):
+    try:
+        ui.app.settings.update({key: value}, "menu")
+    except Exception as e:
+        ui.push(Message(ui, ["NOT CHANGED", str(e)[:16], str(e)[16:32]]))
+
+
 def change_pin(ui):
     pin = ui.pin
     if ui.app.settings.locked:  # say so before asking for three PINs
