@@ -15,6 +15,7 @@ _FAKES = _HERE + "/fakes"
 if _FAKES not in sys.path:
     sys.path.insert(0, _FAKES)
 
+import asyncio  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
 
@@ -95,7 +96,7 @@ def test_import_and_construction_touch_no_hardware():
 def test_has_every_board_member():
     b = _board()
     for n in ("meter_spi", "display", "buttons", "partition", "wifi", "time", "time_valid",
-              "watchdog", "reset", "serial", "security_state"):
+              "watchdog", "reset", "serial", "security_state", "services", "set_time"):
         assert callable(getattr(b, n)), n
     assert b.name == "esp32"
     assert b.files == "/data"
@@ -285,6 +286,221 @@ def test_time_valid_from_2025():
     assert not _board(clock=_Clock2000(last_2024)).time_valid()
     assert _board(clock=_Clock2000(last_2024 + 1)).time_valid()
     assert _board().time_valid()  # the host clock is past 2025
+
+
+class _RtcClock:
+    """A 2000-epoch `time` module that reads the fake machine.RTC, as the
+    esp32 port's time.time() reads the clock RTC.datetime() sets."""
+
+    def __init__(self, m):
+        self.m = m
+
+    def time(self):
+        return self.m.rtc[0]
+
+    def gmtime(self, t=None):
+        return time.gmtime((self.m.rtc[0] if t is None else t) + 946684800)
+
+
+def test_set_time_rtc_fields_in_rtc_order():
+    m = _fake("machine")
+    b = _board(clock=_RtcClock(m))
+    assert not b.time_valid()  # cold boot
+    b.set_time(1795322355, 250000)  # 2026-11-22 04:39:15.25 UTC, a Sunday
+    # (year, month, day, weekday Mon=0, hours, minutes, seconds, microseconds)
+    assert m.log == [("rtc.datetime", (2026, 11, 22, 6, 4, 39, 15, 250000))]
+    assert m.rtc == [1795322355 - 946684800, 250000]
+    assert b.time() == 1795322355
+    assert b.time_valid()
+
+
+def test_set_time_on_1970_clock():
+    m = _fake("machine")
+    b = _board(clock=time)  # a port counting from 1970: nothing to convert
+    b.set_time(1767322355)  # 2026-01-02 02:52:35, a Friday
+    assert m.log == [("rtc.datetime", (2026, 1, 2, 4, 2, 52, 35, 0))]
+
+
+# --- time sync service ----------------------------------------------------------
+
+
+def test_services_is_the_time_sync():
+    s = _board().services()
+    assert [n for n, fn in s] == ["time"]
+    assert callable(s[0][1])
+
+
+def test_ntp_server_default_and_file():
+    b = _board()
+    b.files = tmpdir()
+    assert b.ntp_server() == "pool.ntp.org"
+    with open(b.files + "/ntp.server", "w") as f:
+        f.write("  192.168.1.1 \nsecond line ignored\n")
+    assert b.ntp_server() == "192.168.1.1"
+    with open(b.files + "/ntp.server", "w") as f:
+        f.write("\n")
+    assert b.ntp_server() == "pool.ntp.org"
+
+
+def test_jitter_is_half_fixed_half_random():
+    from meter.board.esp32 import _jitter
+
+    v = [_jitter(1000) for _ in range(200)]
+    assert min(v) >= 500 and max(v) <= 1000
+    assert max(v) - min(v) > 200  # spread, not a constant
+    assert _jitter(600000) <= 600000
+
+
+class _Sync:
+    """The board's time service against a test SNTP server, Wi-Fi faked."""
+
+    def __init__(self, mode):
+        import sntpserver
+        from meter import sntp
+
+        self.m = _fake("machine")
+        self.n = _fake("network")
+        self.logs = []
+        b = self.b = _board(clock=_RtcClock(self.m), log=self.logs.append)
+        b.files = tmpdir()
+        with open(b.files + "/ntp.server", "w") as f:
+            f.write("127.0.0.1\n")
+        self.srv = sntpserver.Server(mode=mode)
+        b.ntp_port = self.srv.port
+        b.ntp_timeout_ms = 150
+        b.ntp_wifi_poll_ms = 20
+        b.wifi()
+        self.wlan = self.n.wlans[0]
+        # count name resolutions (the one blocking step)
+        self.resolved = 0
+        orig = sntp.address
+
+        def counting(server, port=123):
+            self.resolved += 1
+            return orig(server, port)
+
+        self._orig = orig
+        self._sntp = sntp
+        sntp.address = counting
+
+    def wifi_up(self):
+        self.wlan.state = self.n.STAT_GOT_IP
+
+    def requests(self):
+        return [t for t, _ in self.srv.requests]
+
+    def run(self, script):
+        async def go():
+            self.srv.start()
+            name, fn = self.b.services()[0]
+            t = asyncio.create_task(fn())
+            try:
+                await script(self)
+            finally:
+                t.cancel()
+                self.srv.close()
+
+        try:
+            asyncio.run(go())
+        finally:
+            self._sntp.address = self._orig
+
+
+async def _until(cond, ms):
+    end = time.ticks_add(time.ticks_ms(), ms)
+    while not cond():
+        if time.ticks_diff(end, time.ticks_ms()) <= 0:
+            return False
+        await asyncio.sleep_ms(5)
+    return True
+
+
+def test_time_sync_waits_for_wifi_then_sets_rtc_and_resyncs():
+    import sntpserver
+
+    s = _Sync(sntpserver.GOOD)
+    s.b.ntp_resync_ms = 300
+
+    async def script(s):
+        await asyncio.sleep_ms(200)
+        assert s.requests() == []  # no Wi-Fi: nothing sent
+        assert not s.b.time_valid()
+        s.wifi_up()
+        assert await _until(s.b.time_valid, 500)
+        # the RTC holds the server's time (microseconds too)
+        rtc_us = s.m.rtc[0] * 1000000 + s.m.rtc[1] + 946684800 * 1000000
+        assert abs(rtc_us - s.srv.now_us()) < 80000, (rtc_us, s.srv.now_us())
+        assert s.m.log[-1][0] == "rtc.datetime"
+        assert s.b.ntp_synced == s.b.time() and s.b.ntp_error is None
+        assert s.logs == ["time: set from 127.0.0.1"], s.logs
+        s.m.rtc[0] -= 10  # the clock falls behind
+        assert await _until(lambda: len(s.requests()) == 2, 600)
+        r = s.requests()
+        gap = time.ticks_diff(r[1], r[0])
+        assert 300 <= gap < 500, gap  # re-synced after ntp_resync_ms, not before
+        assert await _until(lambda: len(s.m.log) == 2, 200)
+        rtc_us = s.m.rtc[0] * 1000000 + s.m.rtc[1] + 946684800 * 1000000
+        assert abs(rtc_us - s.srv.now_us()) < 80000  # put right
+        assert s.logs[1] in ("time: corrected by 10 s from 127.0.0.1",
+                             "time: corrected by 11 s from 127.0.0.1"), s.logs
+        assert await _until(lambda: len(s.m.log) == 3, 600)
+        assert len(s.logs) == 2  # a re-sync without a step is not logged
+        assert s.resolved == 1  # resolved once, reused
+
+    s.run(script)
+
+
+def test_time_sync_backs_off_on_failure_then_recovers():
+    import sntpserver
+
+    s = _Sync(sntpserver.LI3)
+    b = s.b
+    b.ntp_retry_ms = 80
+    b.ntp_retry_max_ms = 320
+    b.ntp_resync_ms = 250
+    s.wifi_up()
+
+    async def script(s):
+        assert await _until(lambda: len(s.requests()) == 5, 2000)
+        assert not b.time_valid()
+        assert s.m.log == []  # the RTC was never touched
+        assert b.ntp_error == "127.0.0.1: not synchronised (leap indicator 3)"
+        assert "retry in" in s.logs[0] and "leap indicator 3" in s.logs[0], s.logs
+        r = s.requests()
+        gaps = [time.ticks_diff(b_, a) for a, b_ in zip(r, r[1:])]
+        # equal jitter: half of 80, 160, 320, 320 (the cap) fixed, half random
+        for gap, full in zip(gaps, (80, 160, 320, 320)):
+            assert full // 2 <= gap <= full + 100, (gaps, full)
+        assert s.resolved == 5  # a failure resolves the name again
+
+        s.srv.mode = sntpserver.GOOD
+        assert await _until(b.time_valid, 800)
+        assert b.ntp_error is None
+        # after a success the back-off starts over from ntp_retry_ms
+        s.srv.mode = sntpserver.LI3
+        n = len(s.requests())
+        assert await _until(lambda: len(s.requests()) == n + 2, 1000)
+        r = s.requests()
+        gap = time.ticks_diff(r[-1], r[-2])
+        assert 40 <= gap <= 150, gap  # not 160.. as the next step would be
+        assert b.time_valid()  # a failed re-sync leaves the clock alone
+
+    s.run(script)
+
+
+def test_time_sync_survives_silent_server():
+    import sntpserver
+
+    s = _Sync(sntpserver.SILENT)
+    s.b.ntp_retry_ms = 60
+    s.wifi_up()
+
+    async def script(s):
+        assert await _until(lambda: len(s.requests()) == 2, 1000)
+        assert s.b.ntp_error == "127.0.0.1: no reply within 150 ms"
+        assert not s.b.time_valid()
+
+    s.run(script)
 
 
 # --- partitions -------------------------------------------------------------

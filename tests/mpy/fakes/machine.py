@@ -3,7 +3,8 @@
 Everything the board does is appended to `log` as tuples, in order:
 ("pin", id, level) when an output changes, ("spi.xfer", tx bytes),
 ("i2c.writeto", addr, bytes), ("wdt", timeout), ("wdt.feed",), ("reset",),
-("mem32", addr) for each register read. `_reset()` starts afresh.
+("mem32", addr) for each register read, ("rtc.datetime", 8-tuple) when the
+RTC is set. `_reset()` starts afresh.
 """
 
 IS_FAKE = True
@@ -15,11 +16,15 @@ spis = []
 i2cs = []
 uid = b"\x24\x0a\xc4\x12\x34\x56"
 i2c_absent = False  # True: no I2C device answers (writeto raises ENODEV)
+# The RTC, as the esp32 port keeps it: seconds and microseconds since
+# 2000-01-01 (a cold boot starts at 0). It does not advance by itself.
+rtc = [0, 0]
 
 
 def _reset():
     global i2c_absent
     i2c_absent = False
+    rtc[0] = rtc[1] = 0
     del log[:]
     mem.clear()
     pins.clear()
@@ -123,3 +128,40 @@ def reset():
 
 def unique_id():
     return uid
+
+
+def _days_from_civil(y, m, d):
+    # days since 1970-01-01 of a proleptic Gregorian date (no libc mktime:
+    # that would use the local time zone)
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+class RTC:
+    """machine.RTC as on the esp32 port: datetime() reads or sets (year,
+    month, day, weekday, hours, minutes, seconds, microseconds). Setting
+    checks every field's range (the port would silently take nonsense, so a
+    wrong field order shows here) and, like the port, ignores the weekday
+    for the stored time."""
+
+    def datetime(self, dt=None):
+        import time
+
+        if dt is None:
+            t = time.gmtime(rtc[0] + 946684800)
+            return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], rtc[1])
+        assert len(dt) == 8, dt
+        for v in dt:
+            assert isinstance(v, int), dt
+        y, mo, d, wd, h, mi, s, us = dt
+        assert 2000 <= y <= 2135 and 1 <= mo <= 12 and 1 <= d <= 31, dt
+        assert 0 <= wd <= 6 and 0 <= h <= 23 and 0 <= mi <= 59 and 0 <= s <= 59, dt
+        assert 0 <= us < 1000000, dt
+        log.append(("rtc.datetime", tuple(dt)))
+        days = _days_from_civil(y, mo, d) - _days_from_civil(2000, 1, 1)
+        rtc[0] = days * 86400 + h * 3600 + mi * 60 + s
+        rtc[1] = us

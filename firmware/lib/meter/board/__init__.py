@@ -25,13 +25,16 @@ wifi()                Wi-Fi station: `.status()` -> "connected" / "connecting"
                       `.disconnect()` forgets the credentials.
 time()                Unix time in seconds (1970 epoch on every port: the
                       ESP32's 2000 epoch is converted here).
-time_valid()          True once the clock is known to be right (NTP or host).
+time_valid()          True once the clock is known to be right (SNTP or host).
 watchdog(timeout_ms)  object with `.feed()`.
 reset()               hard reset (does not return).
 serial()              the device's serial number (str).
 security_state()      dict: secure_boot, flash_encryption (bool or None when
                       the hardware cannot tell).
 files                 directory for small files (certificates, keys).
+services()            list of (name, coroutine function) the app runs under
+                      its supervisor: the simulator's control socket and
+                      keys; the ESP32's clock sync (SNTP, meter/sntp.py).
 """
 
 BTN_UP = 1

@@ -37,6 +37,12 @@ _PIN_OK = const(25)
 _EPOCH_2000 = const(946684800)
 _VALID_YEAR = const(2025)
 
+# Time sync (meter/sntp.py): the server, unless `ntp.server` in `files`
+# names another (a name or, to avoid a blocking DNS look-up, an IPv4
+# address).
+NTP_SERVER = "pool.ntp.org"
+NTP_FILE = "ntp.server"
+
 # ESP32 (classic) eFuse read registers, DR_REG_EFUSE_BASE = 0x3FF5A000
 # (ESP-IDF components/soc/esp32/include/soc/soc.h, later
 # register/soc/reg_base.h). Fields per ESP-IDF
@@ -73,6 +79,16 @@ class Esp32Board:
     files = "/data"
     # the Web Admin's address (meter/web): every interface, port 80
     http_bind = ("0.0.0.0", 80)
+    # Time sync: hourly keeps the RTC well inside TOTP's 30 s steps; on
+    # failure retry after 2 s, doubling (with jitter) up to 10 min, so that a
+    # fleet does not hammer a server that is down or says RATE. Class
+    # attributes so that tests can shorten them.
+    ntp_port = 123
+    ntp_timeout_ms = 2000
+    ntp_resync_ms = 3600000
+    ntp_retry_ms = 2000
+    ntp_retry_max_ms = 600000
+    ntp_wifi_poll_ms = 1000
 
     def __init__(self, mcu=None, clock=None, log=None):
         # mcu: the chip name as in os.uname().machine ("... with ESP32");
@@ -90,6 +106,10 @@ class Esp32Board:
         self._wdt_timeout = None
         self._serial = None
         self._parts = {}
+        # time sync state, for the log and later the UIs
+        self.ntp_synced = None  # Unix time of the last good sync
+        self.ntp_error = None  # why the last attempt failed (text), or None
+        self._ntp_addr = None  # (server, resolved address): DNS once, not hourly
 
     # --- hardware -------------------------------------------------------
 
@@ -187,17 +207,84 @@ class Esp32Board:
             c = self._clock = time
         return c
 
-    def time(self):
-        c = self._time_module()
+    def _epoch_offset(self):
         off = self._epoch
         if off is None:
             # Ask the port where its epoch is instead of assuming it.
-            off = self._epoch = _EPOCH_2000 if c.gmtime(0)[0] == 2000 else 0
-        return c.time() + off
+            off = self._epoch = _EPOCH_2000 if self._time_module().gmtime(0)[0] == 2000 else 0
+        return off
+
+    def time(self):
+        return self._time_module().time() + self._epoch_offset()
 
     def time_valid(self):
-        # The RTC starts at the epoch after a cold boot; NTP sets it later.
+        # The RTC starts at the epoch after a cold boot; time_sync sets it.
         return self._time_module().gmtime()[0] >= _VALID_YEAR
+
+    def set_time(self, unix, us=0):
+        """Set the RTC to Unix time `unix` (+ `us` microseconds)."""
+        import machine
+
+        tm = self._time_module().gmtime(unix - self._epoch_offset())
+        # RTC.datetime's order differs from gmtime's: (year, month, day,
+        # weekday, hours, minutes, seconds, subseconds); the esp32 port
+        # ignores the weekday (it derives it) and takes microseconds.
+        machine.RTC().datetime((tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], us))
+
+    def ntp_server(self):
+        """The server to ask: the first line of `files`/ntp.server, else
+        NTP_SERVER. Read at every sync, so a new file needs no restart."""
+        try:
+            with open(self.files + "/" + NTP_FILE) as f:
+                s = f.readline(80).strip()
+        except (OSError, UnicodeError):
+            s = ""
+        return s or NTP_SERVER
+
+    async def time_sync(self):
+        """The clock service: SNTP once Wi-Fi is connected, then every
+        ntp_resync_ms; on failure retry with growing, jittered delays.
+        Never returns."""
+        import asyncio
+
+        from meter import sntp
+
+        retry = self.ntp_retry_ms
+        while True:
+            if self.wifi().status() != "connected":
+                await asyncio.sleep_ms(self.ntp_wifi_poll_ms)
+                continue
+            server = self.ntp_server()
+            try:
+                na = self._ntp_addr
+                if na is None or na[0] != server:
+                    # Blocks the loop for a name (see meter/sntp.py): once,
+                    # then again only after a failure.
+                    na = self._ntp_addr = (server, sntp.address(server, self.ntp_port))
+                sec, us = await sntp.query(server, self.ntp_port, self.ntp_timeout_ms, na[1])
+            except sntp.SntpError as e:
+                self._ntp_addr = None  # the pool may have moved: resolve again
+                self.ntp_error = str(e)
+                ms = _jitter(retry)
+                self.log("time: %s; retry in %d s" % (e, (ms + 999) // 1000))
+                await asyncio.sleep_ms(ms)
+                retry = min(retry * 2, self.ntp_retry_max_ms)
+                continue
+            was_valid = self.time_valid()
+            step = sec - self.time()
+            self.set_time(sec, us)
+            self.ntp_synced = sec
+            self.ntp_error = None
+            retry = self.ntp_retry_ms
+            if not was_valid:
+                self.log("time: set from %s" % server)
+            elif not -2 <= step <= 2:
+                self.log("time: corrected by %d s from %s" % (step, server))
+            await asyncio.sleep_ms(self.ntp_resync_ms)
+
+    def services(self):
+        """(name, coroutine function) pairs the app runs under its supervisor."""
+        return [("time", self.time_sync)]
 
     # --- system ---------------------------------------------------------
 
@@ -234,6 +321,14 @@ class Esp32Board:
 
         mem = machine.mem32
         return decode_efuses(mem[_EFUSE_BLK0_RDATA0], mem[_EFUSE_BLK0_RDATA6])
+
+
+def _jitter(ms):
+    """ms/2 plus a random part up to ms/2 ("equal jitter"): meters cut off
+    together do not all retry in the same second."""
+    import random
+
+    return ms // 2 + random.getrandbits(16) * (ms - ms // 2) // 65536
 
 
 def decode_efuses(rdata0, rdata6):
