@@ -43,6 +43,9 @@ class App:
         from meter import web  # Web Admin: menu entries, service; loads its server on demand
 
         web.install(self)
+        from meter import api  # local API for apps: its server loads only while it is on
+
+        api.install(self)
         from meter.uplink import Uplink  # cloud MQTT: its session code loads only when on
 
         self.uplink = Uplink(self)

@@ -16,7 +16,8 @@ temporary directory, so two instances can run side by side), --profile NAME,
 (no terminal drawing or keys), --fault MODE, --truth (the IC keeps its
 reference energy in DIR/ic-truth), --flash-delay-us N (slow flash),
 --encrypted-flash (erased flash reads as noise, as with ESP32 flash
-encryption on), --web-port N (the Web Admin's port).
+encryption on), --web-port N (the Web Admin's port), --api-port N (the
+local API's port, default 8081).
 """
 
 import json
@@ -32,14 +33,14 @@ from meter.board.flashfile import FilePartition
 W = 128
 H = 64
 PARTITIONS = {"counters": 64 * 1024, "config": 16 * 1024, "audit": 16 * 1024,
-              "state": 16 * 1024}
+              "state": 16 * 1024, "tokens": 16 * 1024}
 _BTN = {"up": BTN_UP, "down": BTN_DOWN, "ok": BTN_OK}
 
 
 def _opts(argv):
     o = {"state": None, "profile": "house", "control": 0, "headless": False,
          "fault": None, "truth": False, "flash_delay_us": 0, "encrypted_flash": False,
-         "web_port": 8080}
+         "web_port": 8080, "api_port": 8081}
     i = 1
     while i < len(argv):
         a = argv[i]
@@ -50,7 +51,8 @@ def _opts(argv):
             if key not in o:
                 raise SystemExit("unknown option " + a)
             v = argv[i + 1]
-            o[key] = int(v) if key in ("control", "flash_delay_us", "web_port") else v
+            o[key] = int(v) if key in ("control", "flash_delay_us", "web_port",
+                                              "api_port") else v
             i += 1
         else:
             raise SystemExit("unknown option " + a)
@@ -77,6 +79,7 @@ class HostBoard:
         self._wifi = HostWifi(self.files + "/wifi-sim.json")
         # the Web Admin's address (meter/web): loopback only, never exposed
         self.http_bind = ("127.0.0.1", o["web_port"])
+        self.api_bind = ("127.0.0.1", o["api_port"])  # the local API (meter/api.py)
         self._commands = {}
         self.interactive = not o["headless"] and _isatty()
         if self.interactive:  # the terminal shows the display: log to a file

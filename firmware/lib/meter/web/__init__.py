@@ -17,7 +17,10 @@ SERVICE_KEY = "web.allowed"
 # Loaded per window, dropped after it.
 MODULES = ("meter.web.admin", "meter.web.server", "meter.web.pages", "meter.web.assets",
            "meter.web.auth", "meter.passwd", "microdot", "microdot.microdot",
-           "microdot.helpers")
+           "microdot.helpers", "meter.web.tokens")
+# Modules of the list that the local API (meter/api.py) uses while it is on:
+# kept, so that the next window does not load a second copy.
+KEEP = set()
 
 
 def install(app):
@@ -211,6 +214,8 @@ def _unload():
     heap (frozen modules cost nothing to load again; .mpy files little)."""
     pkg = sys.modules.get("meter.web")
     for name in MODULES:
+        if name in KEEP:
+            continue
         if name in sys.modules:
             del sys.modules[name]
         if pkg is not None and name.startswith("meter.web."):

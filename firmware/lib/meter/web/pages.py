@@ -27,7 +27,8 @@ MAX_STREAMS = 2
 AUDIT_SHOWN = 40
 
 NAV = (("/", "Dashboard"), ("/energy", "Energy"), ("/network", "Network"), ("/wifi", "Wi-Fi setup"),
-       ("/services", "Services"), ("/security", "Security"), ("/device", "Device"))
+       ("/services", "Services"), ("/tokens", "Tokens"), ("/security", "Security"),
+       ("/device", "Device"))
 
 MESSAGES = {
     "out": ("ok", "You are logged out."),
@@ -669,6 +670,10 @@ def build(ctl):
     async def locked(req, exc):
         return html(req, "Module locked", note("err", LOCKED_TEXT, "refused")
                     + "<p><a href=\"/security\">Security</a></p>", 423, editable=True)
+
+    from meter.web import tokens as tokens_pages  # the Tokens page (docs/api.md)
+
+    tokens_pages.add(web, ctl, html, csrf_field, note, form, esc)
 
     @web.errorhandler(404)
     async def not_found(req):
