@@ -70,6 +70,7 @@ _FALLBACK_SIZES = (
     ("config", 0x4000),
     ("audit", 0x4000),
     ("state", 0x4000),
+    ("tokens", 0x4000),
 )
 _BLOCK = const(4096)
 
