@@ -100,6 +100,8 @@ class App:
             "counters_status": self.counters.status,
             "saves": self.counters.saves,
             "settings_status": self.settings.status,
+            "config_seq": self.settings.store.seq,  # moves with every stored change
+            "lock": self.lock.status(),
             "fault": self.sampler.fault,
             "live": {"v": lv.v, "i": lv.i, "p": lv.p, "pf": lv.pf, "freq": lv.freq},
             "lateness_ms": self.sampler.lateness.summary(),
