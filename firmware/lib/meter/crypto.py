@@ -21,7 +21,6 @@ exactly `digits` digits (leading zeros kept).
 """
 
 import hashlib
-import hmac as _hmac
 from binascii import hexlify
 
 # algo -> (digest_size, block_size); only those this firmware's hashlib has
@@ -63,6 +62,8 @@ def _digestmod(algo):
 
 def hmac_digest(key, msg, algo="sha256"):
     """HMAC(key, msg) with the named hash (RFC 2104), as bytes."""
+    import hmac as _hmac  # on use: ~6 KB of heap that most users (PIN, tokens) never need
+
     return _hmac.new(bytes(key), bytes(msg), _digestmod(algo)).digest()
 
 
