@@ -6,7 +6,8 @@ microdot are imported when a window opens and unloaded when it ends.
 install(app) registers the menu entries (Communication > Web Admin,
 Security > Reset Web Pass[word], Network > Wi-Fi > Wi-Fi Setup), the Web
 Admin as a network service (settings key web.allowed) and, on the
-simulator, the `web` control command.
+simulator, the `web` control command; their code is in meter.web.menu,
+loaded on first use.
 """
 
 import asyncio
@@ -27,17 +28,23 @@ def install(app):
     """Attach the Web Admin to the firmware (App.__init__ calls this)."""
     w = Web(app)
     app.web = w
-    app.menu_entries.append(("communication", "Web Admin", w.menu_web))
-    app.menu_entries.append(("security", "Reset Web Pass", w.menu_reset_password))
-    app.menu_entries.append(("wifi", "Wi-Fi Setup", w.menu_wifi_setup))
+    app.menu_entries.append(("communication", "Web Admin", _later("menu_web", w)))
+    app.menu_entries.append(("security", "Reset Web Pass", _later("menu_reset_password", w)))
+    app.menu_entries.append(("wifi", "Wi-Fi Setup", _later("menu_wifi_setup", w)))
     app.services.append(("Web Admin", SERVICE_KEY))
     if hasattr(app.board, "add_command"):
-        app.board.add_command("web", w.command)
+        app.board.add_command("web", _later("command", w))
     return w
 
 
-def _noop():
-    pass
+def _later(name, w):
+    """fn(arg) that runs meter.web.menu's `name`(w, arg): the menu screens
+    and the control command load only when used (heap at start-up)."""
+    def call(arg):
+        from meter.web import menu
+
+        return getattr(menu, name)(w, arg)
+    return call
 
 
 class Web:
@@ -127,87 +134,6 @@ class Web:
         gc.collect()
         self.heap_after = gc.mem_alloc()
         self.closing = False
-
-    # -- the display menu -------------------------------------------------------
-
-    def menu_web(self, ui):
-        from meter.ui import Menu
-
-        ui.push(Menu(ui, "WEB ADMIN", lambda: self._menu_items(ui)))
-
-    def _menu_items(self, ui):
-        if self.active():
-            c = self.ctl
-            return [("On, %s left" % c.remaining_text(), _noop),
-                    (c.address() or "no network", _noop),
-                    ("Disable", lambda: self.disable("menu"))]
-        items = [("Status: off", _noop)]
-        if self.error:
-            items.append((self.error[:15], _noop))
-        items.append(("Enable", lambda: self._menu_open(ui, self.enable, "NOT ENABLED")))
-        return items
-
-    def _menu_open(self, ui, fn, title):
-        from meter.ui import Message
-
-        err = fn("menu")
-        if err:
-            ui.push(Message(ui, [title, err[:16], err[16:32]]))
-        return err
-
-    def menu_reset_password(self, ui):
-        from meter.ui import Confirm, Message
-
-        def yes():
-            try:
-                self.reset_password("menu")
-            except Exception as e:
-                ui.push(Message(ui, ["NOT RESET", str(e)[:16], str(e)[16:32]]))
-                return
-            ui.push(Message(ui, ["WEB PASS RESET", "Password is now", "'admin'. Set a",
-                                 "new one at the", "next web login."]))
-
-        ui.push(Confirm(ui, ["RESET WEB PASS?", "Back to 'admin';", "web sessions", "end."], yes,
-                        "Yes, reset"))
-
-    def reset_password(self, source):
-        """Back to the default "admin" (someone at the device): every web
-        session ends and the failed-login counts start from zero."""
-        self.app.settings.update({"web.pass": ""}, source)
-        self.app.state_.set("web_login", {})
-        c = self.ctl
-        if c is not None and c.sessions is not None:
-            c.sessions.clear()
-            c.reset_throttle()
-        self.app.audit.append(source, "web-password", "reset")
-
-    def menu_wifi_setup(self, ui):
-        from meter.ui import Info
-
-        if self._menu_open(ui, self.setup_start, "NO WI-FI SETUP"):
-            return
-        ui.push(Info(ui, "WI-FI SETUP", lambda: (self.setup_lines() or [
-            "", "Setup ended."])[1:]))
-
-    # -- the simulator's control socket -------------------------------------------
-
-    def command(self, args):
-        if args and args[0] == "on":
-            return {"error": self.enable("control")}
-        if args and args[0] == "off":
-            self.disable("control")
-            return {"ok": True}
-        c = self.ctl
-        gc.collect()
-        out = {"active": self.active(), "closing": self.closing, "error": self.error,
-               "windows": self.windows, "heap_before": self.heap_before,
-               "heap_after": self.heap_after, "heap_used": gc.mem_alloc(),
-               "modules": [m for m in MODULES if m in sys.modules],
-               "listening": False, "conns": 0, "sessions": 0, "stats": None, "ap": None}
-        if c is not None:
-            out.update(c.status())
-        return out
-
 
 def _unload():
     """Drop the window's modules so that their code and data return to the

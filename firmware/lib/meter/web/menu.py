@@ -1,0 +1,95 @@
+"""The Web Admin's display-menu screens and the simulator's `web` control
+command (meter.web registers them; this module loads on first use, so the
+handle that stays loaded between windows is small)."""
+
+import gc
+import sys
+
+from meter.web import MODULES
+
+
+def _noop():
+    pass
+
+
+def menu_web(w, ui):
+    from meter.ui import Menu
+
+    ui.push(Menu(ui, "WEB ADMIN", lambda: _menu_items(w, ui)))
+
+
+def _menu_items(w, ui):
+    if w.active():
+        c = w.ctl
+        return [("On, %s left" % c.remaining_text(), _noop),
+                (c.address() or "no network", _noop),
+                ("Disable", lambda: w.disable("menu"))]
+    items = [("Status: off", _noop)]
+    if w.error:
+        items.append((w.error[:15], _noop))
+    items.append(("Enable", lambda: _menu_open(w, ui, w.enable, "NOT ENABLED")))
+    return items
+
+
+def _menu_open(w, ui, fn, title):
+    from meter.ui import Message
+
+    err = fn("menu")
+    if err:
+        ui.push(Message(ui, [title, err[:16], err[16:32]]))
+    return err
+
+
+def menu_reset_password(w, ui):
+    from meter.ui import Confirm, Message
+
+    def yes():
+        try:
+            reset_password(w, "menu")
+        except Exception as e:
+            ui.push(Message(ui, ["NOT RESET", str(e)[:16], str(e)[16:32]]))
+            return
+        ui.push(Message(ui, ["WEB PASS RESET", "Password is now", "'admin'. Set a",
+                             "new one at the", "next web login."]))
+
+    ui.push(Confirm(ui, ["RESET WEB PASS?", "Back to 'admin';", "web sessions", "end."], yes,
+                    "Yes, reset"))
+
+
+def reset_password(w, source):
+    """Back to the default "admin" (someone at the device): every web
+    session ends and the failed-login counts start from zero."""
+    w.app.settings.update({"web.pass": ""}, source)
+    w.app.state_.set("web_login", {})
+    c = w.ctl
+    if c is not None and c.sessions is not None:
+        c.sessions.clear()
+        c.reset_throttle()
+    w.app.audit.append(source, "web-password", "reset")
+
+
+def menu_wifi_setup(w, ui):
+    from meter.ui import Info
+
+    if _menu_open(w, ui, w.setup_start, "NO WI-FI SETUP"):
+        return
+    ui.push(Info(ui, "WI-FI SETUP", lambda: (w.setup_lines() or [
+        "", "Setup ended."])[1:]))
+
+
+def command(w, args):
+    if args and args[0] == "on":
+        return {"error": w.enable("control")}
+    if args and args[0] == "off":
+        w.disable("control")
+        return {"ok": True}
+    c = w.ctl
+    gc.collect()
+    out = {"active": w.active(), "closing": w.closing, "error": w.error,
+           "windows": w.windows, "heap_before": w.heap_before,
+           "heap_after": w.heap_after, "heap_used": gc.mem_alloc(),
+           "modules": [m for m in MODULES if m in sys.modules],
+           "listening": False, "conns": 0, "sessions": 0, "stats": None, "ap": None}
+    if c is not None:
+        out.update(c.status())
+    return out
