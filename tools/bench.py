@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Benchmarks: memory floor, metering tick lateness, flash writes per day,
-Web Admin throughput and memory.
+Web Admin throughput and memory, local API latency and memory.
 
     python3 tools/dev.py bench [--quick] [--only NAME]
 
@@ -8,7 +8,7 @@ All figures come from the real firmware on the MicroPython unix port (a
 64-bit build: objects take up to about twice the ESP32's bytes, so heap
 figures here are an upper bound for the device). Results are printed as
 JSON, one line per benchmark, then all together; docs/benchmarks.md
-holds them as tables. NAME: heap, lateness, flash, web.
+holds them as tables. NAME: heap, lateness, flash, web, api.
 """
 
 import json
@@ -182,7 +182,7 @@ asyncio.run(app.start_server(host="127.0.0.1", port=%d))
 """
 
 
-def _load(port, path, seconds, clients, cookie=None):
+def _load(port, path, seconds, clients, cookie=None, header=None):
     """`clients` threads, each requesting `path` over a new connection as
     fast as it is answered, for `seconds`. Returns requests/s, latency
     percentiles (ms) and the failures (refused, reset, non-200)."""
@@ -192,6 +192,8 @@ def _load(port, path, seconds, clients, cookie=None):
     req = "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % (path, port)
     if cookie:
         req += "Cookie: %s\r\n" % cookie
+    if header:
+        req += header + "\r\n"
     req = (req + "\r\n").encode()
     lat, fails = [], {}
     lock = threading.Lock()
@@ -375,6 +377,99 @@ def bench_web(quick):
     return out
 
 
+def bench_api(quick):
+    """Local API (docs/api.md), from the .mpy deploy tree as the device loads
+    it: latency of a token-authenticated GET /api/v1/live against the
+    unauthenticated bare GET /api/v1 of the same server in the same run (4
+    concurrent clients), tick lateness during it, and the heap with the API
+    off, on (idle, window closed) and under load."""
+    import threading
+
+    from simctl import free_port
+
+    seconds = 5 if quick else 15
+    heap = simtool.DEFAULT_HEAP
+    web_port, api_port = free_port(), free_port()
+    out = {"seconds_each": seconds, "heap": heap, "clients": 4, "firmware": ".mpy tree"}
+    simtool.build_mpy()
+    d = tempfile.mkdtemp(prefix="bench-api-")
+    try:
+        with Sim(os.path.join(d, "dev"), "--web-port", str(web_port), "--api-port",
+                 str(api_port), heap=heap, profile="house", mpy=True) as sim:
+            sim.wait_screen("POWER W")
+            time.sleep(1)
+            out["heap_api_off"] = sim.cmd("api")["heap_used"]
+            assert sim.cmd("api", "on") == {"error": None}
+            sim.wait_for(lambda: sim.cmd("api")["listening"], what="api on")
+            time.sleep(0.5)
+            out["heap_api_on_idle"] = sim.cmd("api")["heap_used"]
+            # pair: the Web Admin window open, the app asks, the admin confirms
+            sim.cmd("web", "on")
+            _wait_port(web_port)
+            token = _api_pair(web_port, api_port)
+            sim.cmd("web", "off")
+            sim.wait_for(lambda: not sim.cmd("web")["active"] and not sim.cmd("web")["closing"],
+                         what="window closed")
+            time.sleep(0.5)
+            out["heap_api_on_with_token_store"] = sim.cmd("api")["heap_used"]
+            auth = "Authorization: Bearer " + token
+            _load(api_port, "/api/v1", 1, 4)  # warm-up
+            _load(api_port, "/api/v1/live", 1, 4, header=auth)
+            out["bare"] = _load(api_port, "/api/v1", seconds, 4)
+            sim.cmd("lateness-reset")
+            samples = []
+            done = threading.Event()
+
+            def sample():
+                while not done.is_set():
+                    samples.append(sim.cmd("api")["heap_used"])
+                    time.sleep(0.1)
+
+            t = threading.Thread(target=sample)
+            t.start()
+            out["token_live"] = _load(api_port, "/api/v1/live", seconds, 4, header=auth)
+            done.set()
+            t.join()
+            out["lateness_during_token_load"] = sim.state_()["lateness_ms"]
+            out["heap_used_max_under_load"] = max(samples)
+            out["server_stats"] = sim.cmd("api")["stats"]
+            sim.quit()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    b, a = out["bare"], out["token_live"]
+    out["ratio_p50"] = round(a["p50_ms"] / b["p50_ms"], 2) if b["p50_ms"] else None
+    out["ratio_p95"] = round(a["p95_ms"] / b["p95_ms"], 2) if b["p95_ms"] else None
+    out["ratio_rps"] = round(a["rps"] / b["rps"], 3) if b["rps"] else None
+    return out
+
+
+def _api_pair(web_port, api_port):
+    """Pair an app token and confirm it as the admin would; returns it."""
+    import http.client
+    import re
+    import urllib.parse
+
+    c = http.client.HTTPConnection("127.0.0.1", api_port, timeout=10)
+    c.request("POST", "/api/v1/pair", body=json.dumps({"name": "bench"}),
+              headers={"Content-Type": "application/json"})
+    r = json.loads(c.getresponse().read())
+    c.close()
+    cookie = _web_login(web_port)
+    h = {"Host": "127.0.0.1:%d" % web_port, "Cookie": cookie,
+         "Origin": "http://127.0.0.1:%d" % web_port}
+    c = http.client.HTTPConnection("127.0.0.1", web_port, timeout=10)
+    c.request("GET", "/tokens", headers=h)
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', c.getresponse().read().decode()).group(1)
+    c.close()
+    h["Content-Type"] = "application/x-www-form-urlencoded"
+    c = http.client.HTTPConnection("127.0.0.1", web_port, timeout=10)
+    c.request("POST", "/tokens/confirm", body=urllib.parse.urlencode({"csrf": csrf, "id": r["id"]}),
+              headers=h)
+    assert c.getresponse().status == 200
+    c.close()
+    return r["token"]
+
+
 def _web_login(port, password="bench-pass-2026"):
     """Log in (setting the first password); returns the session cookie."""
     import http.client
@@ -414,7 +509,7 @@ def main(argv):
     only = argv[argv.index("--only") + 1] if "--only" in argv else None
     results = {}
     for name, fn in (("heap", bench_heap), ("lateness", bench_lateness), ("flash", bench_flash),
-                     ("web", bench_web)):
+                     ("web", bench_web), ("api", bench_api)):
         if only and name != only:
             continue
         t = time.time()

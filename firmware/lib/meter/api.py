@@ -192,6 +192,14 @@ class Api:
     # -- the simulator's control socket -----------------------------------------------
 
     def command(self, args):
+        """`api` (status), `api tokens` (loads the store), `api on|off`
+        (the service switch, through the settings choke point)."""
+        if args and args[0] in ("on", "off"):
+            try:
+                self.app.settings.update({SERVICE_KEY: args[0] == "on"}, "control")
+            except Exception as e:
+                return {"error": str(e)}
+            return {"error": None}
         gc.collect()
         srv = self.server
         st = self.store() if args and args[0] == "tokens" or self._store else None

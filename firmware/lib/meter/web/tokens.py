@@ -8,12 +8,14 @@ apply to every route here. Confirm, revoke and delete ask the module lock
 here, the Web Admin's error handler answers it (HTTP 423).
 """
 
-from meter.tokens import ACTIVE, MAX_PENDING, MAX_TOKENS, PENDING, TokenError
 from meter.web.pages import utc
 
 
 def add(web, ctl, html, csrf_field, note, form, esc):
     fw = ctl.app
+    # meter.tokens loads with the store, at the first use of this page, not
+    # with every window (it stays loaded with the store afterwards).
+    ACTIVE, PENDING = "active", "pending"
 
     def button(req, action, id_, label, cls=""):
         return ("<form method=\"post\" action=\"/tokens/%s\">%s<input type=\"hidden\" name=\"id\" "
@@ -42,6 +44,8 @@ def add(web, ctl, html, csrf_field, note, form, esc):
                         "<td class=\"l\">%s</td></tr>"
                         % (esc(t.id), esc(t.name), esc(state), utc(t.t), esc(t.ip),
                            utc(t.t_ok), "".join(acts)))
+        from meter.tokens import MAX_PENDING, MAX_TOKENS
+
         on = fw.settings.get("api.enabled")
         intro = ("<p>Apps read live values, energy counters and device information from the "
                  "local API with a token of their own, which an admin confirms here. Tokens "
@@ -58,6 +62,8 @@ def add(web, ctl, html, csrf_field, note, form, esc):
         return html(req, "App tokens", msg + intro + table, status)
 
     def act(req, fn, done):
+        from meter.tokens import TokenError
+
         f = form(req)
         id_ = f.get("id", "")
         store = fw.api.store()
