@@ -175,19 +175,12 @@ class Api:
                     keep.discard(m)
 
     def _unload(self):
+        from meter.web import unload
+
         names = list(MODULES)
         if not self.app.web.active() and self.app.web.ctl is None:
             names.extend(SHARED)
-        pkg = sys.modules.get("meter.web")
-        for name in names:
-            if name in sys.modules:
-                del sys.modules[name]
-            attr = name[10:] if name.startswith("meter.web.") else None
-            if pkg is not None and attr and attr in pkg.__dict__:
-                try:
-                    delattr(pkg, attr)
-                except (AttributeError, TypeError):
-                    pass
+        unload(names)
 
     # -- the simulator's control socket -----------------------------------------------
 

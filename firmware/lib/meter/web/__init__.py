@@ -18,7 +18,9 @@ SERVICE_KEY = "web.allowed"
 # Loaded per window, dropped after it.
 MODULES = ("meter.web.admin", "meter.web.server", "meter.web.pages", "meter.web.assets",
            "meter.web.auth", "meter.passwd", "microdot", "microdot.microdot",
-           "microdot.helpers", "meter.web.tokens")
+           "microdot.helpers", "meter.web.tokens", "hmac", "warnings")
+# (hmac and warnings: micropython-lib's hmac, loaded by the window's session
+# and CSRF MACs; the uplink's TOTP loads it again when it needs it.)
 # Modules of the list that the local API (meter/api.py) uses while it is on:
 # kept, so that the next window does not load a second copy.
 KEEP = set()
@@ -135,13 +137,18 @@ class Web:
         self.heap_after = gc.mem_alloc()
         self.closing = False
 
+
 def _unload():
     """Drop the window's modules so that their code and data return to the
     heap (frozen modules cost nothing to load again; .mpy files little)."""
+    unload([m for m in MODULES if m not in KEEP])
+
+
+def unload(names):
+    """Remove modules from sys.modules (and meter.web's attributes for its
+    submodules), so that nothing keeps them; the local API uses it too."""
     pkg = sys.modules.get("meter.web")
-    for name in MODULES:
-        if name in KEEP:
-            continue
+    for name in names:
         if name in sys.modules:
             del sys.modules[name]
         if pkg is not None and name.startswith("meter.web."):
