@@ -21,10 +21,12 @@ import pytest
 
 import upy
 from mqttlab import SERIAL, Cloud, Mosquitto, MqttSim, have_mosquitto, provision
-from simctl import configure
+from simctl import configure, free_port
+from test_api import App
 from test_web import NEW_PASS, Client, boot, web_on
 
-# action: (what it changes, interfaces). "counters" = the energy counters.
+# action: (what it changes, interfaces). "counters" = the energy counters,
+# "tokens" = the app tokens (meter/tokens.py).
 ACTIONS = {
     "change-pin": (("ui.pin",), {"menu"}),
     "reset-web-pass": (("web.pass",), {"menu"}),
@@ -37,6 +39,9 @@ ACTIONS = {
     "service-api": (("api.enabled",), {"menu", "web"}),
     "publish-interval": (("mqtt.interval_s",), {"mqtt"}),
     "reset-counters": (("counters",), {"menu", "web", "mqtt"}),
+    "token-confirm": (("tokens",), {"web"}),
+    "token-revoke": (("tokens",), {"web"}),
+    "token-delete": (("tokens",), {"web"}),
 }
 # Settings no interface changes: service settings written when the device is
 # provisioned (tools/flash.py), and the test-only window length.
@@ -71,7 +76,7 @@ def test_the_list_covers_every_setting_and_command():
     assert out.returncode == 0, out.stderr
     schema, commands = json.loads(out.stdout.strip().splitlines()[-1])
     changed = {k for keys, _ in ACTIONS.values() for k in keys}
-    assert changed - {"counters"} <= set(schema)
+    assert changed - {"counters", "tokens"} <= set(schema)
     missing = set(schema) - changed - PROVISIONED - LOCK_KEYS
     assert not missing, "settings the lock tests do not cover: %s" % missing
     assert set(commands) - MQTT_OTHER == {m["cmd"] for m in MQTT.values()}, commands
@@ -356,6 +361,12 @@ def w_reset_counters(pg, locked):
     pg.click("#do-reset")
 
 
+def w_click(selector):
+    def drive(pg, locked):
+        pg.click(selector % pg.ids)
+    return drive
+
+
 # action: (page with its form, the form's action, driver, text shown when it worked)
 WEB = {
     "change-web-pass": ("/password", "/password", w_password, "Password changed"),
@@ -364,11 +375,17 @@ WEB = {
     "service-web": ("/services", "/services", w_service("web.allowed"), "switched off"),
     "service-uplink": ("/services", "/services", w_service("mqtt.enabled"), "switched on"),
     "service-ha": ("/services", "/services", w_service("mqtt.ha_discovery"), "switched on"),
-    "service-api": ("/services", "/services", w_service("api.enabled"), "switched on"),
+    "service-api": ("/services", "/services", w_service("api.enabled"), "switched off"),
     "reset-counters": ("/energy/reset", "/energy/reset", w_reset_counters, "were reset"),
+    # three app tokens (tests/test_api.py's App pairs them): A pending, B
+    # confirmed, C pending
+    "token-confirm": ("/tokens/confirm?id=%(A)s", "/tokens/confirm", w_click("#do-confirm"),
+                      "Confirmed"),
+    "token-revoke": ("/tokens", "/tokens/revoke", w_click("#revoke-%(B)s"), "Revoked"),
+    "token-delete": ("/tokens", "/tokens/delete", w_click("#delete-%(C)s"), "Deleted"),
 }
-WEB_ORDER = ["reset-counters", "service-uplink", "service-ha", "service-api", "reset-wifi",
-             "wifi-setup",
+WEB_ORDER = ["token-confirm", "token-revoke", "token-delete", "reset-counters",
+             "service-uplink", "service-ha", "service-api", "reset-wifi", "wifi-setup",
              "change-web-pass", "service-web"]
 
 
@@ -379,8 +396,9 @@ def test_web_admin_refuses_every_change_while_locked_in_chromium(tmp_path):
     assert set(WEB) == actions("web") == set(WEB_ORDER)
     state = tmp_path / "dev"
     configure(state, **{"web.pass": pbkdf2(NEW_PASS), "wifi.ssid": "HomeNet",
-                        "wifi.key": "secret-key"})
-    with boot(state) as sim, playwright.sync_playwright() as p:
+                        "wifi.key": "secret-key", "api.enabled": True})
+    api_port = free_port()
+    with boot(state, "--api-port", str(api_port)) as sim, playwright.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         sim.wait_screen("POWER W")
         web_on(sim)
@@ -392,10 +410,25 @@ def test_web_admin_refuses_every_change_while_locked_in_chromium(tmp_path):
         main.fill("input[name=password]", NEW_PASS)
         main.click("#login")
         main.wait_for_url(base + "/")
+        ids = {}
+        for name in "ABC":
+            app = App(api_port)
+            assert app.pair("app " + name).status == 201
+            ids[name] = app.id
+        main.goto(base + "/tokens/confirm?id=" + ids["B"])
+        main.click("#do-confirm")
+        main.wait_for_load_state()
+
+        def tokens():
+            return {t[0]: t[2] for t in sim.cmd("api", "tokens")["tokens"]}
+
+        before = tokens()
+        assert [before[ids[n]] for n in "ABC"] == ["pending", "active", "pending"], before
         # every form that posts is in the list, or known not to change configuration
         posts = set()
         for path in ("/", "/energy", "/energy/reset", "/network", "/network/reset", "/wifi",
-                     "/services", "/security", "/device", "/password"):
+                     "/services", "/security", "/device", "/password", "/tokens",
+                     "/tokens/confirm?id=" + ids["A"]):
             main.goto(base + path)
             posts |= {main.get_attribute(f"form[method=post] >> nth={i}", "action")
                       for i in range(main.locator("form[method=post]").count())}
@@ -416,7 +449,8 @@ def test_web_admin_refuses_every_change_while_locked_in_chromium(tmp_path):
         for name in WEB_ORDER:
             t = ctx.new_page()
             t.set_default_timeout(10000)
-            t.goto(base + WEB[name][0])
+            t.ids = ids
+            t.goto(base + WEB[name][0] % ids)
             tabs[name] = t
         main.fill("input[name=password]", "wrong-one")
         main.click("#lock")
@@ -435,6 +469,7 @@ def test_web_admin_refuses_every_change_while_locked_in_chromium(tmp_path):
             assert resp.value.status == 423, (name, resp.value.status)
             assert "Module locked" in t.inner_text("#refused"), name
             assert seq_gen(sim) == (seq, gen, "locked"), name
+        assert tokens() == before
         # read-only pages: the forms are shown disabled, with the reason
         t = tabs["service-web"]
         t.goto(base + "/services")
@@ -449,7 +484,7 @@ def test_web_admin_refuses_every_change_while_locked_in_chromium(tmp_path):
         assert lock == "unlocked"
         for name in WEB_ORDER:
             t = tabs[name]
-            t.goto(base + WEB[name][0])
+            t.goto(base + WEB[name][0] % ids)
             assert t.locator("#locked").count() == 0
             WEB[name][2](t, False)
             t.wait_for_load_state()
@@ -466,6 +501,9 @@ def test_web_admin_refuses_every_change_while_locked_in_chromium(tmp_path):
                 t.wait_for_url(base + "/")
         s2, g2, _ = seq_gen(sim)
         assert g2 == gen + 1 and s2 == seq + 7, (seq, s2)  # 7 settings writes, 1 reset
+        after = tokens()
+        assert (after.get(ids["A"]), after.get(ids["B"]), ids["C"] in after) == (
+            "active", "revoked", False), after
         b.close()
         assert sim.quit() == 0
 
