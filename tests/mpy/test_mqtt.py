@@ -1,8 +1,9 @@
 """The uplink's MQTT packets, cloud commands and TOTP rules, under MicroPython.
 
-Packets are checked byte for byte against the pinned umqtt.simple (the
-reference the design card names), driven through a fake socket as
-micropython-lib's own umqtt tests do. Codes here come from meter.crypto,
+The pinned umqtt.simple's packets are checked byte for byte against an
+MQTT 3.1.1 encoding written here from the specification, driven through a
+fake socket as micropython-lib's own umqtt tests do (the session that
+drives umqtt.robust from asyncio: test_mqtt_driver.py). Codes here come from meter.crypto,
 whose RFC 4226/6238 vectors are in test_crypto.py; the CPython tests
 (tests/test_mqtt.py) use pyotp as the independent oracle.
 """
@@ -99,6 +100,61 @@ def state(app):
 
 
 # -- packets ----------------------------------------------------------------------
+#
+# An MQTT 3.1.1 encoding written from the specification, independent of
+# umqtt: the oracle for the bytes umqtt.simple writes here, and for the
+# bytes that reach the network through meter.mqtt (test_mqtt_driver.py).
+
+
+def _remlen(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _s(b):
+    if isinstance(b, str):
+        b = b.encode()
+    return bytes((len(b) >> 8, len(b) & 0xFF)) + b
+
+
+def connect_packet(client_id, keepalive=0, will_topic=None, will_msg=b"", will_retain=False,
+                   will_qos=0):
+    flags = 0x02  # clean session
+    payload = _s(client_id)
+    if will_topic:
+        flags |= 0x04 | (will_qos << 3) | (0x20 if will_retain else 0)
+        payload += _s(will_topic) + _s(will_msg)
+    var = b"\x00\x04MQTT\x04" + bytes((flags, keepalive >> 8, keepalive & 0xFF))
+    return b"\x10" + _remlen(len(var) + len(payload)) + var + payload
+
+
+def publish_packet(topic, msg, retain=False, qos=0, pid=0):
+    if isinstance(msg, str):
+        msg = msg.encode()
+    body = _s(topic)
+    if qos:
+        body += bytes((pid >> 8, pid & 0xFF))
+    return bytes((0x30 | qos << 1 | (1 if retain else 0),)) + _remlen(len(body) + len(msg)) + body + msg
+
+
+def subscribe_packet(pid, topic, qos=0):
+    body = bytes((pid >> 8, pid & 0xFF)) + _s(topic) + bytes((qos,))
+    return b"\x82" + _remlen(len(body)) + body
+
+
+def puback_packet(pid):
+    return b"\x40\x02" + bytes((pid >> 8, pid & 0xFF))
+
+
+PINGREQ = b"\xc0\x00"
+DISCONNECT = b"\xe0\x00"
 
 
 class FakeSock:
@@ -124,6 +180,7 @@ class FakeSock:
 
 
 def test_packets_match_umqtt_simple():
+    """The oracle above against the pinned umqtt.simple on a plain socket."""
     from umqtt import simple
 
     sock = FakeSock(b"\x20\x02\x00\x00")
@@ -145,63 +202,28 @@ def test_packets_match_umqtt_simple():
         c.connect()
     finally:
         simple.socket = saved
-    assert bytes(sock.out) == mqtt.connect_packet("SIM-0001", 60, b"meters/SIM-0001/status",
-                                                  b"offline", will_retain=True, will_qos=1)
+    assert bytes(sock.out) == connect_packet("SIM-0001", 60, b"meters/SIM-0001/status",
+                                             b"offline", will_retain=True, will_qos=1)
     for topic, msg, retain in ((b"a/b", b"x", False), (b"meters/x/energy", b"y" * 300, True),
                                (b"t", b"z" * 20000, False)):
         c.sock = FakeSock()
         c.publish(topic, msg, retain)
-        assert bytes(c.sock.out) == mqtt.publish_packet(topic, msg, retain), (topic, retain)
+        assert bytes(c.sock.out) == publish_packet(topic, msg, retain), (topic, retain)
     c.sock = FakeSock(b"\x90\x03\x00\x01\x01")
     c.set_callback(lambda t, m: None)
     c.subscribe(b"meters/SIM-0001/cmd", 1)
-    assert bytes(c.sock.out) == mqtt.subscribe_packet(1, b"meters/SIM-0001/cmd", 1)
+    assert bytes(c.sock.out) == subscribe_packet(1, b"meters/SIM-0001/cmd", 1)
     c.sock = FakeSock()
     c.ping()
-    assert bytes(c.sock.out) == mqtt.PINGREQ
+    assert bytes(c.sock.out) == PINGREQ
+    c.sock = FakeSock(publish_packet(b"in", b"Q", qos=1, pid=7))
+    got = []
+    c.set_callback(lambda t, m: got.append((t, m)))
+    c.wait_msg()
+    assert got == [(b"in", b"Q")] and bytes(c.sock.out) == puback_packet(7)
     c.sock = FakeSock()
     c.disconnect()
-    assert bytes(c.sock.out) == mqtt.DISCONNECT
-
-
-class FakeReader:
-    def __init__(self, data):
-        self.b = io.BytesIO(data)
-
-    async def readexactly(self, n):
-        d = self.b.read(n)
-        if len(d) < n:
-            raise EOFError
-        return d
-
-
-def _read_all(data, max_len):
-    conn = mqtt.Connection(FakeReader(data), None)
-    out = []
-
-    async def go():
-        try:
-            while True:
-                out.append(await conn.read_packet(max_len))
-        except EOFError:
-            pass
-
-    asyncio.run(go())
-    return out
-
-
-def test_incoming_publish_parsed_and_oversize_skipped_in_sync():
-    big = b"B" * 5000
-    stream = (mqtt.publish_packet(b"meters/x/cmd", b'{"id":"1"}')
-              + mqtt.publish_packet(b"meters/x/cmd", b"Q", qos=1, pid=7)
-              + mqtt.publish_packet(b"meters/x/cmd", big)
-              + b"\xd0\x00")
-    pk = _read_all(stream, 1400)
-    assert len(pk) == 4, pk
-    assert mqtt.parse_publish(*pk[0]) == (b"meters/x/cmd", b'{"id":"1"}', 0, 0)
-    assert mqtt.parse_publish(*pk[1]) == (b"meters/x/cmd", b"Q", 1, 7)
-    assert mqtt.parse_publish(*pk[2]) == (b"meters/x/cmd", None, 0, 0)  # payload never held
-    assert pk[3] == (0xD0, b"")  # and the stream is still in step
+    assert bytes(c.sock.out) == DISCONNECT
 
 
 def test_describe_gives_clear_statuses():
@@ -540,7 +562,8 @@ def test_switched_off_uplink_loads_nothing_heavy():
 
     from meter.uplink import Uplink
 
-    for m in ("meter.mqttlink", "meter.cloudcmd"):
+    heavy = ("meter.mqttlink", "meter.mqtt", "umqtt.robust", "umqtt.simple", "meter.cloudcmd")
+    for m in heavy:
         sys.modules.pop(m, None)
     up = Uplink(App())
 
@@ -551,6 +574,6 @@ def test_switched_off_uplink_loads_nothing_heavy():
 
     asyncio.run(briefly())
     assert up.status == "off" and up.snapshot()["connects"] == 0
-    assert "meter.mqttlink" not in sys.modules and "meter.cloudcmd" not in sys.modules
+    assert not [m for m in heavy if m in sys.modules]
     up.pairing_code()  # the menu's pairing screen loads the command code
     assert "meter.cloudcmd" in sys.modules

@@ -18,10 +18,13 @@ switched-off uplink costs almost no RAM (docs/mqtt.md, "Memory").
   is on; then telemetry and counters every `mqtt.interval_s`.
 - keepalive `mqtt.keepalive_s`: PINGREQ when the link was quiet for most
   of that either way; no PINGRESP in time ends the session.
-- reconnects with exponential back-off (1 s doubling to 300 s) and jitter
-  (a random half of the delay), as asyncio sleeps: nothing here blocks the
-  loop except the TLS handshake's arithmetic steps and, without `mqtt.ip`,
-  the DNS look-up (docs/mqtt.md gives the measured stalls).
+- the MQTT protocol is micropython-lib umqtt.robust, driven from asyncio
+  by meter.mqtt (it never touches the socket, so it never blocks);
+  reconnects with exponential back-off (1 s doubling to 300 s) and jitter
+  (a random half of the delay), as asyncio sleeps, never robust's own
+  sleeping reconnect loop: nothing here blocks the loop except the TLS
+  handshake's arithmetic steps and, without `mqtt.ip`, the DNS look-up
+  (docs/mqtt.md gives the measured stalls).
 - commands on `meters/<serial>/cmd`, replies on `meters/<serial>/reply`
   (meter.cloudcmd: TOTP, single use, throttled, audited).
 """
@@ -43,7 +46,6 @@ BACKOFF_MAX_S = 300
 STABLE_S = 30  # a session that lasted this long resets the back-off
 TICK_MS = 250
 BACKLOG_MAX = 60  # rows of (t, P total W, import total Wh, export total Wh)
-MAX_IN = 1400  # largest incoming packet held in RAM (a command is <= 1024)
 HA_PREFIX = "homeassistant"
 _LABELS = {"imp": "Import", "exp": "Export"}
 
@@ -81,9 +83,6 @@ class Link:
         self._addr = None  # resolved address of mqtt.host (cached)
         self._addr_fails = 0
         self._last_sample = None
-        self._dead = None
-        self._ping_sent = None
-        self._last_rx = 0
         self._ha_sent = False
         self._ha_cleared = False
 
@@ -261,20 +260,23 @@ class Link:
         s = self.settings
         self.up.connected = True
         self.stats["connects"] += 1
-        self._dead = None
-        self._ping_sent = None
-        self._last_rx = time.ticks_ms()
         target = self._target()
         self._set("online", "connected to %s:%d" % (target[0], target[2]))
-        reader = asyncio.create_task(self._reader(conn))
+        cmd = self.topic("cmd").encode()
+
+        async def on_msg(topic, payload):
+            if topic == cmd:
+                await self._on_command(conn, payload)
+
         try:
-            await conn.send(mqtt.subscribe_packet(conn.next_pid(), self.topic("cmd"), 1))
+            await conn.subscribe(cmd, 1)  # the SUBACK is awaited (bounded)
+            conn.start(on_msg)  # from here umqtt gets every packet received
             await self._announce(conn)
             next_pub = time.ticks_add(time.ticks_ms(), s.get("mqtt.interval_s") * 1000)
             while True:
                 await asyncio.sleep_ms(TICK_MS)
-                if self._dead is not None:
-                    raise self._dead
+                if conn.dead is not None:
+                    raise conn.dead
                 if not s.get("mqtt.enabled"):
                     await conn.publish(self.topic("status"), b"offline", True)
                     self._set("off", "cloud uplink switched off")
@@ -290,46 +292,25 @@ class Link:
                     await self._telemetry(conn)
                 await self._keepalive(conn)
         finally:
-            reader.cancel()
             self.up.connected = False
 
     async def _keepalive(self, conn):
         ka = self.settings.get("mqtt.keepalive_s") * 1000
         now = time.ticks_ms()
-        if self._ping_sent is not None:
-            if time.ticks_diff(now, self._ping_sent) > max(5000, ka // 2):
+        if conn.ping_sent is not None:  # cleared by the PINGRESP
+            if time.ticks_diff(now, conn.ping_sent) > max(5000, ka // 2):
                 raise mqtt.MqttError("no PINGRESP in time", "no ping answer")
             return
         # Quiet either way for most of the keepalive: ask the broker (this
         # also finds a link that died without a reset).
         if (time.ticks_diff(now, conn.last_tx) >= ka * 3 // 4
-                or time.ticks_diff(now, self._last_rx) >= ka * 3 // 4):
-            self._ping_sent = now
+                or time.ticks_diff(now, conn.last_rx) >= ka * 3 // 4):
             self.stats["pings"] += 1
-            await conn.send(mqtt.PINGREQ)
+            await conn.ping()
 
-    async def _reader(self, conn):
-        try:
-            while True:
-                b0, body = await conn.read_packet(MAX_IN)
-                self._last_rx = time.ticks_ms()
-                kind = b0 & 0xF0
-                if kind == 0x30:
-                    await self._on_publish(conn, b0, body)
-                elif kind == 0xD0:  # PINGRESP
-                    self._ping_sent = None
-                elif kind == 0x90 and len(body) >= 3 and body[2] == 0x80:  # SUBACK failure
-                    raise mqtt.MqttError("subscription to the command topic refused",
-                                         "cmd topic denied")
-        except Exception as e:
-            self._dead = e
-
-    async def _on_publish(self, conn, b0, body):
-        topic, payload, qos, pid = mqtt.parse_publish(b0, body)
-        if qos == 1:
-            await conn.send(mqtt.puback_packet(pid))
-        if topic != self.topic("cmd").encode():
-            return
+    async def _on_command(self, conn, payload):
+        """A message on the command topic (umqtt has acked it: QoS 1);
+        payload None when it was too large to hold."""
         self.stats["commands"] += 1
         reply = await self.up.commands().handle(payload)
         await self._pub(conn, "reply", json.dumps(reply))

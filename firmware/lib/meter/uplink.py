@@ -7,9 +7,9 @@ for the display (one 16-character line), `up.detail` the long form,
 `up.pairing_code()` -> (code, seconds left).
 
 This module is small on purpose: the session code (meter.mqttlink, with
-meter.mqtt and ssl) is imported only when the uplink is switched on, and
-the command code (meter.cloudcmd, with meter.crypto and hmac) only when a
-command arrives or the pairing code is shown. A switched-off uplink makes
+meter.mqtt, umqtt.robust/simple and ssl) is imported only when the uplink
+is switched on, and the command code (meter.cloudcmd, with meter.crypto and
+hmac) only when a command arrives or the pairing code is shown. A switched-off uplink makes
 no connection attempt and costs almost no RAM.
 """
 
