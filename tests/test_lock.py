@@ -105,7 +105,11 @@ def _settings(sim, pin=PIN):
             return
         if "OK:menu" in top[6]:
             break
-        sim.tap("ok", ms=1000)
+        sim.cmd("press", "ok")  # a long press (800 ms) goes back one level
+        time.sleep(0.9)
+        sim.cmd("release", "ok")
+        time.sleep(0.1)  # released longer than the 40 ms debounce
+        sim.wait_for(lambda: sim.screen() != top, timeout=3, what="back one level")
     sim.tap("ok")
     sim.wait_screen("Enter PIN:")
     sim.enter_pin(pin)
