@@ -22,10 +22,13 @@ socket, uplink; tests/mqtt_main.py --stall-probe) during:
 
 and, separately, in a bare MicroPython process:
 
-  handshake   TLS 1.2 ECDHE/ECDSA P-256 mutual handshake + CONNECT/CONNACK,
+  handshake   TLS 1.2 ECDHE/ECDSA P-256 mutual handshake + CONNECT/CONNACK
+              (umqtt.robust's connect(), the CONNACK awaited in asyncio),
               repeated: its duration and the worst stall inside it
   throughput  QoS 0 publishes of a telemetry-sized message, as fast as the
-              link takes them: publishes per second and the worst stall
+              link takes them (umqtt.robust's publish() into meter.mqtt's
+              pipe, then one drained write each): publishes per second and
+              the worst stall
   heap        GC heap used by the whole firmware with the uplink off, and
               with its TLS session up (gc.mem_alloc after a collection; the
               unix port is 64-bit, so objects are about twice their ESP32
