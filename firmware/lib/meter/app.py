@@ -14,7 +14,6 @@ from meter import board as boards
 from meter.atm90e32 import ATM90E32, UWH_PER_LSB
 from meter.audit import AuditLog
 from meter.energy import NAMES, EnergyCounters
-from meter.lock import ModuleLock
 from meter.logstore import LogStore
 from meter.pin import PinGuard
 from meter.sampler import Sampler
@@ -34,7 +33,7 @@ class App:
                                        self.audit, UWH_PER_LSB,
                                        self.settings.get("energy.save_min_ms"),
                                        self.settings.require_unlocked)
-        self.lock = ModuleLock(self.settings, self.state_, self.audit)
+        self._lock = None
         self.pin = PinGuard(self.settings, self.state_, self.audit)
         # Features register what the menu shows: (where, label, fn(ui)) and
         # network services as (label, settings key).
@@ -57,6 +56,18 @@ class App:
         self._stop = asyncio.Event()
         self.exit_code = 0
         gc.collect()
+
+    @property
+    def lock(self):
+        """The module lock's password checks (meter/lock.py), loaded on first
+        use: the lock itself is enforced by the settings store, which needs
+        none of this code (heap at start-up)."""
+        lk = self._lock
+        if lk is None:
+            from meter.lock import ModuleLock
+
+            lk = self._lock = ModuleLock(self.settings, self.state_, self.audit)
+        return lk
 
     async def run(self):
         from meter.ui import Ui
@@ -101,7 +112,7 @@ class App:
             "saves": self.counters.saves,
             "settings_status": self.settings.status,
             "config_seq": self.settings.store.seq,  # moves with every stored change
-            "lock": self.lock.status(),
+            "lock": self.settings.lock_state(),
             "fault": self.sampler.fault,
             "live": {"v": lv.v, "i": lv.i, "p": lv.p, "pf": lv.pf, "freq": lv.freq},
             "lateness_ms": self.sampler.lateness.summary(),

@@ -64,9 +64,7 @@ class ModuleLock:
             self._until = time.ticks_add(time.ticks_ms(), wait_after(self.fails) * 1000)
 
     def status(self):
-        if self.settings.locked:
-            return "locked"
-        return "unlocked" if self.settings.get("lock.hash") else "none"
+        return self.settings.lock_state()
 
     def wait_s(self):
         """Seconds until a password may be tried again (0: now)."""

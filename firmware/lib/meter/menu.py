@@ -37,7 +37,7 @@ def security(ui):
 
 def lock_lines(app):
     """The lock's state; it is switched in the Web Admin or by the cloud."""
-    st = app.lock.status()
+    st = app.settings.lock_state()
     if st == "locked":
         return ["State: LOCKED", "Config is read-", "only. Unlock:", "Web Admin/cloud", "Forgot it? Only",
                 "service wipe."]

@@ -112,6 +112,12 @@ class Settings:
     def locked(self):
         return self._fail_closed or self.get("lock.on")
 
+    def lock_state(self):
+        """"locked", "unlocked" or "none" (no lock password set)."""
+        if self.locked:
+            return "locked"
+        return "unlocked" if self.get("lock.hash") else "none"
+
     def require_unlocked(self, source, what):
         """Raise Locked (audited) while the lock is on: for the changes that
         are not settings, which must ask here before they act."""
