@@ -153,12 +153,13 @@ def test_ic_absent_at_start_is_shown_and_retried(tmp_path):
 
 def test_deploy_tree_runs_within_memory_budget(tmp_path):
     """The .mpy deploy tree (what the device gets) meters and draws in a
-    160 KiB heap of the 64-bit unix port (docs/benchmarks.md: floor ~102)."""
+    176 KiB heap of the 64-bit unix port (docs/benchmarks.md: floor 163 KiB
+    with the network services' handles and the module lock)."""
     import simctl
 
     out, n = simctl.simtool.build_mpy_tree(str(tmp_path / "tree"))
     assert n > 20
-    with Sim(tmp_path / "dev", heap="160k", mpy=out) as sim:
+    with Sim(tmp_path / "dev", heap="176k", mpy=out) as sim:
         sim.wait_screen("POWER W")
         sim.wait_for(lambda: sim.state_()["counters_uwh"]["imp_t"] > 0, what="energy")
         sim.cmd("tap", "down")
