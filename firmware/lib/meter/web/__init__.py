@@ -18,9 +18,10 @@ SERVICE_KEY = "web.allowed"
 # Loaded per window, dropped after it.
 MODULES = ("meter.web.admin", "meter.web.server", "meter.web.pages", "meter.web.assets",
            "meter.web.auth", "meter.passwd", "microdot", "microdot.microdot",
-           "microdot.helpers", "meter.web.tokens", "hmac", "warnings")
+           "microdot.helpers", "meter.web.tokens", "hmac", "warnings", "meter.lock")
 # (hmac and warnings: micropython-lib's hmac, loaded by the window's session
-# and CSRF MACs; the uplink's TOTP loads it again when it needs it.)
+# and CSRF MACs; the uplink's TOTP loads it again when it needs it. meter.lock:
+# the Security page's lock forms; app.lock keeps its class if it was used.)
 # Modules of the list that the local API (meter/api.py) uses while it is on:
 # kept, so that the next window does not load a second copy.
 KEEP = set()
