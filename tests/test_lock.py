@@ -154,7 +154,12 @@ def m_reset_wifi(sim, locked):
     _wifi_menu(sim)
     sim.select("Reset Wi-Fi")
     _confirm_yes(sim, "RESET WI-FI?")
-    return sim.wait_screen("module locked" if locked else "Not configured")
+    if locked:
+        return sim.wait_screen("module locked")
+    sim.wait_screen("Not configured")
+    sim.tap("ok")  # then the offer to run the Wi-Fi setup: accepted
+    _confirm_yes(sim, "WI-FI SETUP?")
+    return sim.wait_screen("WI-FI SETUP")
 
 
 def m_wifi_setup(sim, locked):
@@ -233,6 +238,29 @@ def test_menu_refuses_every_change_while_locked_and_shows_the_state(tmp_path):
             MENU[name](sim, False)
         s2, g2, _ = seq_gen(sim)
         assert g2 == gen + 1 and s2 == seq + 7, (seq, s2)  # 7 settings writes, 1 reset
+        assert sim.quit() == 0
+
+
+def test_lock_answers_stay_clear_across_web_admin_windows(tmp_path):
+    """The lock object outlives a window: its errors must still be the ones
+    the next window's pages catch (a wrong password is a 403 with the wait,
+    not a server error)."""
+    state = tmp_path / "dev"
+    configure(state, **{"web.pass": pbkdf2(NEW_PASS)})
+    with boot(state) as sim:
+        web_on(sim)
+        c = Client(sim.web_port)
+        c.login_ok(NEW_PASS)
+        assert web_lock(c, "set", new=LOCK_PASS, repeat=LOCK_PASS).status == 303
+        assert sim.cmd("web", "off") == {"ok": True}
+        sim.wait_for(lambda: not sim.cmd("web")["active"] and not sim.cmd("web")["closing"],
+                     what="window closed")
+        web_on(sim)
+        c = Client(sim.web_port)
+        c.login_ok(NEW_PASS)
+        r = web_lock(c, "lock", password="not-it")
+        assert r.status == 403 and "Wrong password. Try again in 1 s" in r.text, r.status
+        assert sim.state_()["lock"] == "unlocked"
         assert sim.quit() == 0
 
 

@@ -233,6 +233,13 @@ def test_damaged_store_keeps_a_locked_device_locked():
     raises(Locked, dev2.settings.update, {"display.contrast": 3}, "menu")
     e = raises(LockError, run, dev2.lock.unlock(PW, "web"))
     assert "factory wipe" in str(e)
+    # a credential set for the first time (allowed) stores a valid record
+    # without the flag: the device must stay locked after the next restart
+    dev2.settings.update({"ui.pin": "11$22"}, "menu")
+    dev2.close()
+    again = Dev(dev.d)
+    assert again.settings.status == "ok" and again.lock.status() == "locked"
+    raises(Locked, again.settings.update, {"display.contrast": 3}, "menu")
     # a never-locked device with a damaged store is not locked
     d = tmpdir()
     dev3 = Dev(d)

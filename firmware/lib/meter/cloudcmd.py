@@ -37,8 +37,6 @@ Rules (RFC 6238 section 5.2; shared/notes/security.md section 3):
   out: nothing new about it is published (docs/mqtt.md).
 """
 
-import asyncio
-
 import json
 import time
 
@@ -330,7 +328,7 @@ class Commands:
             await op(*args, "mqtt")
         except LockError as e:
             raise CmdError(str(e))
-        return {"lock": self.app.lock.status()}
+        return {"lock": self.app.settings.lock_state()}
 
     async def _lock_set(self, msg):
         return await self._lock_op(self.app.lock.set_password, msg["new"])

@@ -78,12 +78,36 @@ class ModuleLock:
 
     async def set_password(self, new, source):
         """First lock password (state none -> unlocked)."""
+        await self._one(self._set_password(new, source))
+
+    async def change(self, current, new, source):
+        """New password, with the current one (only while unlocked)."""
+        await self._one(self._change(current, new, source))
+
+    async def lock(self, password, source):
+        await self._one(self._lock(password, source))
+
+    async def unlock(self, password, source):
+        await self._one(self._unlock(password, source))
+
+    async def _one(self, op):
+        """One operation at a time, from its state check to its write: the
+        password hashing yields to the loop, and no other interface may
+        change the state in between."""
+        if self._busy:
+            raise LockError("Busy with another lock operation; try again.")
+        self._busy = True
+        try:
+            await op
+        finally:
+            self._busy = False
+
+    async def _set_password(self, new, source):
         if self.status() != "none":
             raise LockError("A lock password is already set.")
         await self._store(new, source, "lock-set")
 
-    async def change(self, current, new, source):
-        """New password, with the current one (only while unlocked)."""
+    async def _change(self, current, new, source):
         if self.status() != "unlocked":
             raise LockError("Unlock first." if self.status() == "locked"
                             else "No lock password is set.")
@@ -93,14 +117,14 @@ class ModuleLock:
         await self._check(current, source, "lock-change")
         await self._store(new, source, "lock-change")
 
-    async def lock(self, password, source):
+    async def _lock(self, password, source):
         if self.status() != "unlocked":
             raise LockError("Already locked." if self.status() == "locked"
                             else "Set a lock password first.")
         await self._check(password, source, "lock")
         self.settings.set_lock({"lock.on": True}, source, "lock")
 
-    async def unlock(self, password, source):
+    async def _unlock(self, password, source):
         if self.status() != "locked":
             raise LockError("Not locked.")
         if not self.settings.get("lock.hash"):
@@ -125,14 +149,8 @@ class ModuleLock:
         wait = self.wait_s()
         if wait:
             raise LockError("Wrong password. Try again in %d s." % wait)
-        if self._busy:
-            raise LockError("Busy checking another password; try again.")
-        self._busy = True
-        try:
-            ok = (isinstance(password, str) and len(password) <= MAX_LEN
-                  and await passwd.verify(self.settings.get("lock.hash"), password))
-        finally:
-            self._busy = False
+        ok = (isinstance(password, str) and len(password) <= MAX_LEN
+              and await passwd.verify(self.settings.get("lock.hash"), password))
         if ok:
             if self.fails:
                 self._save(0)

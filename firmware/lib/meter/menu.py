@@ -87,7 +87,13 @@ def _offer_setup(ui):
     web = getattr(ui.app, "web", None)
     if web is not None and web.wifi_capable():
         ui.push(Confirm(ui, ["WI-FI SETUP?", "Open the setup", "access point", "now?"],
-                        lambda: web.menu_wifi_setup(ui), "Yes, start"))
+                        lambda: _wifi_setup(web, ui), "Yes, start"))
+
+
+def _wifi_setup(web, ui):
+    from meter.web import menu as web_menu
+
+    web_menu.menu_wifi_setup(web, ui)
 
 
 def measurement(ui):

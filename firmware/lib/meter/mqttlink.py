@@ -350,7 +350,8 @@ class Link:
             # Off: entities announced before a reboot may still be retained
             # on the broker; remove them once per boot.
             await self._discovery(conn, False)
-        self._ha_cleared = True
+        if not locked:
+            self._ha_cleared = True
         await self._telemetry(conn)
 
     async def _energy(self, conn):

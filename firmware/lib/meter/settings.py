@@ -2,8 +2,9 @@
 
 Every interface (menu, Web Admin, MQTT) changes configuration through
 `Settings.update()`, the single choke point: it validates the whole change
-against SCHEMA, refuses it while the module lock is on, then writes one LogStore record holding all explicitly set values, so a
-change is either fully stored or not at all.
+against SCHEMA, refuses it while the module lock is on, then writes one
+LogStore record holding all explicitly set values, so a change is either
+fully stored or not at all.
 
 Only values someone set are stored; defaults live in the code. A store that
 cannot be read (no valid record although the flash is not blank) runs on
@@ -12,12 +13,13 @@ so the damaged data stays for inspection until someone changes a setting.
 
 The module lock (docs/security.md, "Module lock") lives here too: while
 `lock.on` is set, update() refuses every change with Locked, and the
-changes that are not settings (counter reset, token confirmations, firmware
-upload) ask require_unlocked() first. Only meter/lock.py changes the lock
+changes that are not settings (counter reset, token confirmation,
+revocation and deletion; firmware upload when it lands) ask
+require_unlocked() first. Only meter/lock.py changes the lock
 itself, through set_lock(), after checking the lock password. A torn write
-leaves the previous record, so it never unlocks; if the store is damaged
-beyond reading, a copy of the lock flag in the runtime state keeps a locked
-device locked (fail closed).
+leaves the previous record, so it never unlocks; a copy of the lock flag in
+the runtime state keeps a locked device locked even if this store is
+damaged beyond reading (fail closed).
 """
 
 import json
@@ -102,15 +104,15 @@ class Settings:
         self._set = {}
         self.status = "ok"
         self.load()
-        # Damaged store: defaults would mean "unlocked". Stay locked if the
-        # device was locked; with no password left to check, only the
-        # service-centre wipe recovers (as for a forgotten password).
-        self._fail_closed = (self.status == "corrupt" and mirror is not None
-                             and mirror.get("lock") is True)
 
     @property
     def locked(self):
-        return self._fail_closed or self.get("lock.on")
+        # Either copy of the flag locks. If this store is damaged, its
+        # defaults say "unlocked" and a later write would store that: the
+        # copy keeps such a device locked, with no password left to check
+        # (only the service-centre wipe recovers, as for a forgotten one).
+        return self.get("lock.on") or (self.mirror is not None
+                                       and self.mirror.get("lock") is True)
 
     def lock_state(self):
         """"locked", "unlocked" or "none" (no lock password set)."""
@@ -185,8 +187,9 @@ class Settings:
     def set_lock(self, changes, source, event):
         """The module lock's own write (meter/lock.py, after it checked the
         lock password): lock.* keys only. The runtime-state copy of the flag
-        is set before a lock and cleared after an unlock, so no cut between
-        the two writes leaves both saying "unlocked" while locking."""
+        is set before a lock and cleared after an unlock, so a cut between
+        the two writes leaves the old state or the new one, never "unlocked"
+        while locking."""
         new = dict(self._set)
         for k, v in changes.items():
             if k not in LOCK_KEYS:
@@ -196,13 +199,12 @@ class Settings:
         if self.mirror is not None and on:
             self.mirror.set("lock", True)
         self._commit(new, source, event, "lock " + ("on" if on else "off"))
-        self._fail_closed = False
         if self.mirror is not None and not on:
             self.mirror.set("lock", False)
 
     def _commit(self, values, source, event, detail):
         """Write a complete set of values (the store's only write path;
-        private: every change goes through update() and its guards)."""
+        private: every change goes through update() or set_lock())."""
         data = json.dumps(values).encode()
         if len(data) > self.store.max_payload:
             raise SettingsError("settings too large")

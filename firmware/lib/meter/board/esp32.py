@@ -41,6 +41,7 @@ _VALID_YEAR = const(2025)
 # names another (a name or, to avoid a blocking DNS look-up, an IPv4
 # address).
 NTP_SERVER = "pool.ntp.org"
+RESOLVE_AFTER = 3  # failed syncs in a row before the name is looked up again (blocking)
 NTP_FILE = "ntp.server"
 
 # ESP32 (classic) eFuse read registers, DR_REG_EFUSE_BASE = 0x3FF5A000
@@ -251,6 +252,7 @@ class Esp32Board:
         from meter import sntp
 
         retry = self.ntp_retry_ms
+        fails = 0
         while True:
             if self.wifi().status() != "connected":
                 await asyncio.sleep_ms(self.ntp_wifi_poll_ms)
@@ -260,11 +262,13 @@ class Esp32Board:
                 na = self._ntp_addr
                 if na is None or na[0] != server:
                     # Blocks the loop for a name (see meter/sntp.py): once,
-                    # then again only after a failure.
+                    # then again only after RESOLVE_AFTER failures in a row.
                     na = self._ntp_addr = (server, sntp.address(server, self.ntp_port))
                 sec, us = await sntp.query(server, self.ntp_port, self.ntp_timeout_ms, na[1])
             except sntp.SntpError as e:
-                self._ntp_addr = None  # the pool may have moved: resolve again
+                fails += 1
+                if fails % RESOLVE_AFTER == 0:
+                    self._ntp_addr = None  # the pool may have moved: resolve again
                 self.ntp_error = str(e)
                 ms = _jitter(retry)
                 self.log("time: %s; retry in %d s" % (e, (ms + 999) // 1000))
@@ -277,6 +281,7 @@ class Esp32Board:
             self.ntp_synced = sec
             self.ntp_error = None
             retry = self.ntp_retry_ms
+            fails = 0
             if not was_valid:
                 self.log("time: set from %s" % server)
             elif not -2 <= step <= 2:

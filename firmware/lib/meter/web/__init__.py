@@ -18,10 +18,11 @@ SERVICE_KEY = "web.allowed"
 # Loaded per window, dropped after it.
 MODULES = ("meter.web.admin", "meter.web.server", "meter.web.pages", "meter.web.assets",
            "meter.web.auth", "meter.passwd", "microdot", "microdot.microdot",
-           "microdot.helpers", "meter.web.tokens", "hmac", "warnings", "meter.lock")
+           "microdot.helpers", "meter.web.tokens", "hmac", "warnings")
 # (hmac and warnings: micropython-lib's hmac, loaded by the window's session
-# and CSRF MACs; the uplink's TOTP loads it again when it needs it. meter.lock:
-# the Security page's lock forms; app.lock keeps its class if it was used.)
+# and CSRF MACs; the uplink's TOTP loads it again when it needs it. Not
+# meter.lock: app.lock keeps its object, whose LockError must stay the class
+# that callers catch.)
 # Modules of the list that the local API (meter/api.py) uses while it is on:
 # kept, so that the next window does not load a second copy.
 KEEP = set()
@@ -146,16 +147,16 @@ def _unload():
 
 
 def unload(names):
-    """Remove modules from sys.modules (and meter.web's attributes for its
-    submodules), so that nothing keeps them; the local API uses it too."""
-    pkg = sys.modules.get("meter.web")
+    """Remove modules from sys.modules and from their parent package's
+    attributes, so that nothing keeps them (a later import loads them
+    afresh); the local API uses it too."""
     for name in names:
         if name in sys.modules:
             del sys.modules[name]
-        if pkg is not None and name.startswith("meter.web."):
-            attr = name[10:]
-            if attr in pkg.__dict__:
-                try:
-                    delattr(pkg, attr)
-                except (AttributeError, TypeError):
-                    pass
+        parent, _, attr = name.rpartition(".")
+        pkg = sys.modules.get(parent) if parent else None
+        if pkg is not None and attr in pkg.__dict__:
+            try:
+                delattr(pkg, attr)
+            except (AttributeError, TypeError):
+                pass

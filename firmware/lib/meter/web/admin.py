@@ -374,6 +374,15 @@ class WebAdmin:
         self._join_task = asyncio.create_task(self._join(ssid, key))
         return None
 
+    def _rejoin(self, old):
+        """Back to the stored network (or none) after a join that does not stay."""
+        w = self.app.board.wifi()
+        if old[0]:
+            w.connect(old[0], old[1])
+        else:
+            w.disconnect()
+        self._join_task = None
+
     async def _join(self, ssid, key):
         app = self.app
         w = app.board.wifi()
@@ -388,18 +397,15 @@ class WebAdmin:
                 self.join_state = ("failed", "Could not join %s: wrong password or out of "
                                    "range." % ssid)
                 app.audit.append("web", "wifi-join", "fail", ssid)
-                if old[0]:
-                    w.connect(old[0], old[1])
-                else:
-                    w.disconnect()
-                self._join_task = None
+                self._rejoin(old)
                 return
             await asyncio.sleep_ms(250)
         try:
             app.settings.update({"wifi.ssid": ssid, "wifi.key": key}, "web")
         except Exception as e:
+            # e.g. locked meanwhile: not stored, so not kept either
             self.join_state = ("failed", "Joined %s but could not store it: %s" % (ssid, e))
-            self._join_task = None
+            self._rejoin(old)
             return
         ip = w.ip() or "-"
         self.join_state = ("joined", "Joined %s, IP address %s. The setup access point is "

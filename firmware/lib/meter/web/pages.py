@@ -594,7 +594,7 @@ def build(ctl):
         return html(req, "Security", body, editable=True)
 
     def lock_section(req, msg=""):
-        st = fw.lock.status()
+        st = fw.settings.lock_state()
         pw = ("<label>%s <input type=\"password\" name=\"%s\" autocomplete=\"off\"></label>")
         out = ["<h2>Module lock</h2>", msg,
                "<p>State: <strong id=\"lock-state\">%s</strong></p>" % {
