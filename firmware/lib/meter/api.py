@@ -27,7 +27,6 @@ WATCH_MS = 500
 # PAIR_REFILL_MS, for all clients together.
 PAIR_BURST = 3
 PAIR_REFILL_MS = 20000
-AUDIT_EVERY_MS = 60000
 MODULES = ("meter.web.api",)
 # Loaded by the Web Admin too: dropped only when neither uses them.
 SHARED = ("meter.web.server", "microdot", "microdot.microdot", "microdot.helpers")
@@ -54,7 +53,6 @@ class Api:
         self._store = None
         self._bucket = PAIR_BURST
         self._bucket_at = time.ticks_ms()
-        self._refused = {}  # event -> [count since the last record, ticks of it]
         self.heap_on = None  # heap in use right after the API opened
 
     def bind(self):
@@ -92,20 +90,6 @@ class Api:
             return max(1, (PAIR_REFILL_MS - time.ticks_diff(now, self._bucket_at)) // 1000 + 1)
         self._bucket -= 1
         return 0
-
-    def audit_refusal(self, event, detail):
-        """A refused token or pairing request. Anyone on the network can send
-        those, and the audit log lives in flash: at most one record a minute
-        per kind, with the count since the last one."""
-        now = time.ticks_ms()
-        r = self._refused.get(event)
-        if r is None:
-            r = self._refused[event] = [0, None]
-        r[0] += 1
-        if r[1] is None or time.ticks_diff(now, r[1]) >= AUDIT_EVERY_MS:
-            self.app.audit.append("api", event, "refused", "%s (%d)" % (detail, r[0]))
-            r[0] = 0
-            r[1] = now
 
     # -- the service ----------------------------------------------------------------
 

@@ -8,17 +8,20 @@ LogStore record, so a power cut never leaves a half-written event.
 """
 
 import struct
+import time
 
 from meter import log
 
 KIND = 3
 MAX_FIELD = 96  # bytes per text field: events stay small and bounded
+REFUSED_EVERY_MS = 60000
 
 
 class AuditLog:
     def __init__(self, store, clock):
         self.store = store
         self.clock = clock  # board: time(), time_valid()
+        self._refused = {}  # "source event" -> [count since the last record, its ticks]
         if store.damaged:
             log.warn("audit: %d damaged block(s) skipped" % store.damaged)
 
@@ -41,6 +44,22 @@ class AuditLog:
         except Exception as e:
             log.exc("audit append failed", e)
         log.info("audit %s %s %s %s" % (source, event, outcome, detail))
+
+    def refused(self, source, event, detail):
+        """A refusal anyone on the network can cause (a forged form, a bad
+        token, a pairing flood): recorded at most once per REFUSED_EVERY_MS
+        for each source and event, with the count since the last record, so
+        that a flood cannot wear out the flash or flush the ring."""
+        key = source + " " + event
+        r = self._refused.get(key)
+        if r is None:
+            r = self._refused[key] = [0, None]
+        r[0] += 1
+        now = time.ticks_ms()
+        if r[1] is None or time.ticks_diff(now, r[1]) >= REFUSED_EVERY_MS:
+            self.append(source, event, "refused", "%s (%d)" % (detail, r[0]))
+            r[0] = 0
+            r[1] = now
 
     def events(self, limit=None):
         """Events oldest first, as (seq, time, source, event, outcome, detail)."""

@@ -49,8 +49,6 @@ class WebAdmin:
         self.networks = None  # last scan: [{"ssid", "rssi", "auth"}]
         self.join_state = None  # (state, text): joining / joined / failed
         self._join_task = None
-        self._refused = 0
-        self._refused_at = None
 
     # -- the window ----------------------------------------------------------
 
@@ -241,16 +239,6 @@ class WebAdmin:
         wait = t.fail(client)  # stored before the answer goes out
         self.app.audit.append("web", "login", "fail", "%s, %d s" % (client, wait))
         return "fail", wait
-
-    def audit_refusal(self, what):
-        """A refused cross-site request. Anyone can send those, so they reach
-        the audit log (flash) at most once a minute, with the count since."""
-        self._refused += 1
-        now = time.ticks_ms()
-        if self._refused_at is None or time.ticks_diff(now, self._refused_at) >= 60000:
-            self.app.audit.append("web", "csrf", "refused", "%s (%d)" % (what, self._refused))
-            self._refused = 0
-            self._refused_at = now
 
     def reset_throttle(self):
         from meter.web import auth

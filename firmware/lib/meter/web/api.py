@@ -59,13 +59,13 @@ def build(api):
             return _unauthorized("token required")
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
         if token is None or not well_formed(token):
-            api.audit_refusal("token", "malformed from %s" % ip)
+            api.app.audit.refused("api", "token", "malformed from %s" % ip)
             return _unauthorized("malformed token")
         t = api.store().find(token)
         if t is None or t.state != ACTIVE:
             why = "unknown token" if t is None else (
                 "token not confirmed yet" if t.state == PENDING else "token revoked")
-            api.audit_refusal("token", "%s from %s" % (why, ip))
+            api.app.audit.refused("api", "token", "%s from %s" % (why, ip))
             return _unauthorized(why)
         req.g.token = t
         return None
@@ -78,12 +78,12 @@ def build(api):
     async def pair(req):
         ip = req.g.conn.ip
         if not api.pairing_open():
-            api.audit_refusal("token-request", "window closed, from %s" % ip)
+            api.app.audit.refused("api", "token-request", "window closed, from %s" % ip)
             return _err(403, "pairing is possible only while the Web Admin is open: enable it "
                         "at the device (Settings > Communication > Web Admin)")
         wait = api.pair_allowed()
         if wait:
-            api.audit_refusal("token-request", "rate limit, from %s" % ip)
+            api.app.audit.refused("api", "token-request", "rate limit, from %s" % ip)
             return _err(429, "too many pairing requests; try again in %d s" % wait,
                         {"Retry-After": str(wait)})
         try:
@@ -91,13 +91,13 @@ def build(api):
         except (ValueError, UnicodeError):
             body = None
         if not isinstance(body, dict):
-            api.audit_refusal("token-request", "bad body, from %s" % ip)
+            api.app.audit.refused("api", "token-request", "bad body, from %s" % ip)
             return _err(400, "expected a JSON object like {\"name\": \"Anna's phone\"}")
         store = api.store()
         try:
             token, t = store.request(body.get("name"), ip)
         except TokenError as e:
-            api.audit_refusal("token-request", "%s, from %s" % (str(e)[:40], ip))
+            api.app.audit.refused("api", "token-request", "%s, from %s" % (str(e)[:40], ip))
             return _err(e.status, str(e))
         return Response({"token": token, "id": t.id, "name": t.name, "state": t.state,
                          "expires_s": store.remaining_s(t),

@@ -183,7 +183,7 @@ def build(ctl):
         if req.method == "POST":
             want = "%s://%s" % (req.scheme, req.headers.get("Host"))
             if req.headers.get("Origin") != want:
-                ctl.audit_refusal("origin %s" % req.headers.get("Origin"))
+                fw.audit.refused("web", "csrf", "origin %s" % req.headers.get("Origin"))
                 return refused(req, "Cross-site request refused (Origin check).")
             ct = req.content_type or ""
             if not ct.startswith("application/x-www-form-urlencoded"):
@@ -197,7 +197,7 @@ def build(ctl):
                 return see_other("/login?m=ended")
             return see_other("/login")
         if req.method == "POST" and not auth.check_csrf(sess, form(req).get("csrf")):
-            ctl.audit_refusal("token")
+            fw.audit.refused("web", "csrf", "token")
             return refused(req, "Cross-site request refused (missing or wrong form token). "
                            "Reload the page and try again.")
         if sess.must_change and path not in ("/password", "/logout"):
@@ -263,7 +263,7 @@ def build(ctl):
         f = form(req)
         pre = req.cookies.get("pre")
         if not ctl.tokens.check(pre, f.get("csrf")):
-            ctl.audit_refusal("login token")
+            fw.audit.refused("web", "csrf", "login token")
             return login_page(req, note("err", "The login form had expired or did not come from "
                                         "this device. Please try again."), 403)
         ip = req.g.conn.ip
