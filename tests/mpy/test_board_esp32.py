@@ -343,7 +343,7 @@ def test_ntp_server_default_and_file():
 
 
 def test_jitter_is_half_fixed_half_random():
-    from meter.board.esp32 import _jitter
+    from meter.backoff import jitter as _jitter
 
     v = [_jitter(1000) for _ in range(200)]
     assert min(v) >= 500 and max(v) <= 1000

@@ -100,14 +100,14 @@ def test_pin_hashed_checked_and_lockout_grows():
     for i in range(6):
         assert not g.check("0000")
         waits.append(g.wait_s())
-        g._locked_until = None  # as if the wait had passed
+        g.backoff.until = None  # as if the wait had passed
     assert waits[:FREE_TRIES - 1] == [0] * (FREE_TRIES - 1)
     assert waits[FREE_TRIES - 1:] == [30, 60, 120, 240]
     assert lockout_s(100) == 3600
     g2, _ = guard(d)  # a restart keeps the count and the wait
     assert g2.fails == 6 and g2.wait_s() == 240
     assert not g2.check("4711")  # refused while locked, even if right
-    g2._locked_until = None
+    g2.backoff.until = None
     assert g2.check("4711") and g2.fails == 0
 
 

@@ -146,7 +146,7 @@ def test_states_policy_and_wrong_passwords():
     # during the wait even the right one is refused unchecked
     e = raises(LockError, run, dev.lock.change("abcd", "newpass", "web"))
     assert "Try again in" in str(e) and dev.lock.fails == 1
-    dev.lock._until = None  # the wait is over
+    dev.lock.backoff.until = None  # the wait is over
     raises(LockError, run, dev.lock.change("abcd", "ab", "web"))  # new too short
     run(dev.lock.change("abcd", "newpass", "web"))
     assert dev.lock.fails == 0 and dev.settings.get("lock.hash") != stored
@@ -154,7 +154,7 @@ def test_states_policy_and_wrong_passwords():
     raises(LockError, run, dev.lock.change("newpass", "again1", "web"))  # locked: unlock first
     # exponential waits, stored before the answer: a restart runs them again
     for n in (1, 2, 3, 4):
-        dev.lock._until = None
+        dev.lock.backoff.until = None
         e = raises(LockError, run, dev.lock.unlock("nope", "web"))
         assert "Try again in %d s" % wait_after(n) in str(e), (n, str(e))
     assert [wait_after(n) for n in range(1, 6)] == [1, 2, 4, 8, 16]
@@ -163,7 +163,7 @@ def test_states_policy_and_wrong_passwords():
     assert dev2.lock.fails == 4 and 7 <= dev2.lock.wait_s() <= 8
     raises(LockError, run, dev2.lock.unlock("newpass", "web"))
     assert dev2.lock.status() == "locked"
-    dev2.lock._until = None
+    dev2.lock.backoff.until = None
     run(dev2.lock.unlock("newpass", "web"))
     assert dev2.lock.status() == "unlocked" and Dev(dev.d).lock.fails == 0
     fails = [e for e in dev2.audit.events() if e[4] == "fail"]

@@ -481,7 +481,7 @@ def test_module_lock_commands_and_what_a_locked_device_refuses():
     assert send(cmd="lock_set", new="lockpw1")["result"] == {"lock": "unlocked"}
     r = send(cmd="lock", password="nope")
     assert r["ok"] is False and r["error"].startswith("Wrong password. Try again in 1 s"), r
-    app.lock._until = None
+    app.lock.backoff.until = None
     assert send(cmd="lock", password="lockpw1")["result"] == {"lock": "locked"}
     # the status reply leaves the configuration out while locked
     st = send(cmd="status")["result"]

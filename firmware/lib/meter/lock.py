@@ -13,14 +13,13 @@ Settings.set_lock(). The password is stored as PBKDF2 (meter/passwd.py),
 checked as a coroutine so the loop keeps running.
 
 Wrong passwords: each one blocks the next try for 1, 2, 4 ... s, up to an
-hour. The count is stored (runtime state) before the answer is given, so
-a power cut neither resets it nor shortens the wait: after a restart the
-wait of the stored count runs again in full (same rule as the PIN). There is
+hour; the count is stored before the answer is given and survives power
+cuts (meter/backoff.py, the same rule as the PIN). There is
 no way around a forgotten password on the device: recovery is the service
 centre's factory wipe over USB, which erases all configuration.
 """
 
-import time
+from meter.backoff import Backoff
 
 MIN_LEN = 4
 MAX_LEN = 64
@@ -56,25 +55,19 @@ class ModuleLock:
         self.settings = settings
         self.state = state
         self.audit = audit
-        f = state.get("lock_fails", 0)
-        self.fails = f if isinstance(f, int) and f >= 0 else 0
-        self._until = None
+        self.backoff = Backoff(state, "lock_fails", wait_after)
         self._busy = False
-        if self.fails:  # a restart does not shorten the wait
-            self._until = time.ticks_add(time.ticks_ms(), wait_after(self.fails) * 1000)
 
     def status(self):
         return self.settings.lock_state()
 
+    @property
+    def fails(self):
+        return self.backoff.fails
+
     def wait_s(self):
         """Seconds until a password may be tried again (0: now)."""
-        if self._until is None:
-            return 0
-        left = time.ticks_diff(self._until, time.ticks_ms())
-        if left <= 0:
-            self._until = None
-            return 0
-        return (left + 999) // 1000
+        return self.backoff.wait_s()
 
     async def set_password(self, new, source):
         """First lock password (state none -> unlocked)."""
@@ -152,15 +145,8 @@ class ModuleLock:
         ok = (isinstance(password, str) and len(password) <= MAX_LEN
               and await passwd.verify(self.settings.get("lock.hash"), password))
         if ok:
-            if self.fails:
-                self._save(0)
+            self.backoff.clear()
             return
-        self._save(self.fails + 1)
-        wait = wait_after(self.fails)
-        self._until = time.ticks_add(time.ticks_ms(), wait * 1000)
+        wait = self.backoff.fail()  # stored before the answer
         self.audit.append(source, event, "fail", "attempt %d, wait %d s" % (self.fails, wait))
         raise LockError("Wrong password. Try again in %d s." % wait)
-
-    def _save(self, fails):
-        self.state.set("lock_fails", fails)
-        self.fails = fails

@@ -31,10 +31,10 @@ switched-off uplink costs almost no RAM (docs/mqtt.md, "Memory").
 
 import asyncio
 import json
-import random
 import time
 
 from meter import VERSION, log, mqtt
+from meter.backoff import jitter
 from meter.energy import NAMES
 
 CA_FILE = "mqtt-ca.crt"
@@ -163,9 +163,7 @@ class Link:
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def _back_off(self, backoff, short, detail):
-        # "Equal jitter": half the delay fixed, half random, so that meters
-        # cut off together do not all come back in the same second.
-        ms = backoff * 500 + random.getrandbits(16) * backoff * 500 // 65536
+        ms = jitter(backoff * 1000)
         self._set(short, "%s; retry in %d s" % (detail, (ms + 999) // 1000), log.warn)
         self.up.retry_at = time.ticks_add(time.ticks_ms(), ms)
         await self._idle(ms)

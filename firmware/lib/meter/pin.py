@@ -7,18 +7,16 @@ flash is not readable (flash encryption on the device) and the lock-out
 below. The hash only keeps the PIN out of plain sight.
 
 Wrong PINs: the first FREE_TRIES cost nothing; each further one locks entry
-for LOCK_BASE_S doubled per failure, up to LOCK_MAX_S. The failure count is
-stored (state partition) before the answer is shown, so cutting the power
-neither resets the count nor shortens the wait: after a restart the full
-lock-out of the stored count runs again (time spent switched off cannot be
-measured without a trusted clock). A right PIN clears the count.
+for LOCK_BASE_S doubled per failure, up to LOCK_MAX_S. The count is stored
+before the answer is shown and survives power cuts (meter/backoff.py). A
+right PIN clears the count.
 """
 
 import hashlib
 import os
-import time
 from binascii import hexlify, unhexlify
 
+from meter.backoff import Backoff
 from meter.crypto import compare_digest
 
 FREE_TRIES = 3
@@ -50,24 +48,18 @@ class PinGuard:
         self.settings = settings
         self.state = state
         self.audit = audit
-        f = state.get("pin_fails", 0)
-        self.fails = f if isinstance(f, int) and f >= 0 else 0
-        self._locked_until = None
-        if lockout_s(self.fails):  # a restart does not shorten the wait
-            self._locked_until = time.ticks_add(time.ticks_ms(), lockout_s(self.fails) * 1000)
+        self.backoff = Backoff(state, "pin_fails", lockout_s)
 
     def is_set(self):
         return bool(self.settings.get("ui.pin"))
 
+    @property
+    def fails(self):
+        return self.backoff.fails
+
     def wait_s(self):
         """Seconds until a PIN may be tried again (0: now)."""
-        if self._locked_until is None:
-            return 0
-        left = time.ticks_diff(self._locked_until, time.ticks_ms())
-        if left <= 0:
-            self._locked_until = None
-            return 0
-        return (left + 999) // 1000
+        return self.backoff.wait_s()
 
     def check(self, pin, source="menu"):
         """True if pin is right. Refused (False) while locked out."""
@@ -79,14 +71,10 @@ class PinGuard:
             salt, digest = stored.split("$")
             ok = compare_digest(_hash(unhexlify(salt), pin), unhexlify(digest))
         if ok:
-            if self.fails:
-                self._save(0)
+            self.backoff.clear()
             self.audit.append(source, "pin", "ok")
             return True
-        self._save(self.fails + 1)  # stored before the user sees the answer
-        wait = lockout_s(self.fails)
-        if wait:
-            self._locked_until = time.ticks_add(time.ticks_ms(), wait * 1000)
+        self.backoff.fail()  # stored before the user sees the answer
         self.audit.append(source, "pin", "fail", "attempt %d" % self.fails)
         return False
 
@@ -102,10 +90,5 @@ class PinGuard:
     def clear(self, source):
         """The forgotten-PIN reset: the next menu access sets a new PIN."""
         self.settings.update({"ui.pin": ""}, source)
-        self._save(0)
-        self._locked_until = None
+        self.backoff.clear()
         self.audit.append(source, "pin-reset", "ok")
-
-    def _save(self, fails):
-        self.state.set("pin_fails", fails)
-        self.fails = fails

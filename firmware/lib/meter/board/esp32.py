@@ -250,6 +250,7 @@ class Esp32Board:
         import asyncio
 
         from meter import sntp
+        from meter.backoff import jitter
 
         retry = self.ntp_retry_ms
         fails = 0
@@ -270,7 +271,7 @@ class Esp32Board:
                 if fails % RESOLVE_AFTER == 0:
                     self._ntp_addr = None  # the pool may have moved: resolve again
                 self.ntp_error = str(e)
-                ms = _jitter(retry)
+                ms = jitter(retry)
                 self.log("time: %s; retry in %d s" % (e, (ms + 999) // 1000))
                 await asyncio.sleep_ms(ms)
                 retry = min(retry * 2, self.ntp_retry_max_ms)
@@ -327,14 +328,6 @@ class Esp32Board:
 
         mem = machine.mem32
         return decode_efuses(mem[_EFUSE_BLK0_RDATA0], mem[_EFUSE_BLK0_RDATA6])
-
-
-def _jitter(ms):
-    """ms/2 plus a random part up to ms/2 ("equal jitter"): meters cut off
-    together do not all retry in the same second."""
-    import random
-
-    return ms // 2 + random.getrandbits(16) * (ms - ms // 2) // 65536
 
 
 def decode_efuses(rdata0, rdata6):
