@@ -22,10 +22,9 @@ VENV = os.path.join(ROOT, ".venv")
 VPY = os.path.join(VENV, "bin", "python")
 STAMP = os.path.join(VENV, ".dev-deps")
 
-# Debian packages the tests use as real peers (openssl makes test PKI,
-# mosquitto is the MQTT broker of tests/test_mqtt.py; later features add the
-# browser here).
-APT_FOR_TESTS = ["openssl", "mosquitto", "chromium"]  # chromium: tests/test_web_browser.py
+# Debian packages the tests use as real peers: openssl makes the test PKI,
+# mosquitto is the MQTT broker, chromium the browser Playwright drives.
+APT_FOR_TESTS = ["openssl", "mosquitto", "chromium"]
 
 
 def log(msg):
@@ -79,6 +78,11 @@ def main(argv):
     ensure_device_libs()
     if cmd == "test":
         ensure_apt(APT_FOR_TESTS)
+        if not any(a == "-n" or a.startswith("-n") or a.startswith("--numprocesses")
+                   for a in rest):
+            # Two workers, a test file each at a time: most tests wait on a
+            # simulator or a browser, so two halve the suite on two cores.
+            rest = ["-n", "2", "--dist", "loadfile", *rest]
         return subprocess.call([VPY, "-m", "pytest", *rest], cwd=ROOT)
     if cmd == "bench":
         return subprocess.call([VPY, os.path.join(ROOT, "tools", "bench.py"), *rest], cwd=ROOT)
