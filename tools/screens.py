@@ -53,6 +53,12 @@ def main(argv):
             sim.tap("ok", ms=1000)
             sim.select("Device info")
             shot(sim, "device-info")
+            sim.tap("ok")
+            sim.select("Security")
+            shot(sim, "menu-security")
+            sim.select("Module lock")
+            sim.wait_screen("MODULE LOCK")
+            shot(sim, "module-lock")
             assert sim.quit() == 0
         with Sim(os.path.join(d, "dev")) as sim:
             sim.cmd("press", "up")
