@@ -45,6 +45,7 @@ BACKOFF_MIN_S = 1
 BACKOFF_MAX_S = 300
 STABLE_S = 30  # a session that lasted this long resets the back-off
 TICK_MS = 250
+CMD_QUEUE = 4  # commands waiting to run; more are dropped (TOTP allows ~2 a step)
 BACKLOG_MAX = 60  # rows of (t, P total W, import total Wh, export total Wh)
 HA_PREFIX = "homeassistant"
 _LABELS = {"imp": "Import", "exp": "Export"}
@@ -261,10 +262,17 @@ class Link:
         target = self._target()
         self._set("online", "connected to %s:%d" % (target[0], target[2]))
         cmd = self.topic("cmd").encode()
+        # Commands run here in the session loop, not in the receiving task:
+        # a lock command hashes a password for about a second on the ESP32,
+        # and meanwhile the receiver must go on reading (PINGRESPs).
+        cmds = []
 
         async def on_msg(topic, payload):
             if topic == cmd:
-                await self._on_command(conn, payload)
+                if len(cmds) < CMD_QUEUE:
+                    cmds.append(payload)
+                else:
+                    log.warn("mqtt: command dropped, %d waiting" % len(cmds))
 
         try:
             await conn.subscribe(cmd, 1)  # the SUBACK is awaited (bounded)
@@ -282,6 +290,8 @@ class Link:
                 if self._target() != target:
                     log.info("mqtt: broker settings changed: reconnecting")
                     return None
+                while cmds:
+                    await self._on_command(conn, cmds.pop(0))
                 if s.get("mqtt.ha_discovery") != self._ha_sent:
                     await self._discovery(conn, not self._ha_sent)
                 now = time.ticks_ms()
