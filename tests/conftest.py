@@ -16,6 +16,9 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import upy  # noqa: E402
 
+# The real peers' fixtures: browser, pki, broker (tests/peers.py).
+pytest_plugins = ["peers"]
+
 MPY_DIR = os.path.join(os.path.dirname(__file__), "mpy")
 TMP = os.path.join(os.path.dirname(__file__), ".tmp")
 

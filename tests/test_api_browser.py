@@ -5,7 +5,6 @@ holds a live stream open, the admin revokes the token in the browser, and
 the app is refused, on the open stream too. One simulator, one browser;
 the tests run in file order."""
 
-import os
 import re
 import time
 
@@ -13,20 +12,9 @@ import pytest
 
 from test_api import App, CONST_P, boot_api, read_events, stream_closed
 from test_web import NEW_PASS, menu_web_enable, port_refuses, to_pages
-from test_web_browser import ARGS, CHROMIUM, csp_violations, login
+from test_web_browser import csp_violations, login
 
-playwright = pytest.importorskip("playwright.sync_api")
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason="Debian chromium missing (tools/dev.py test installs it)")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+from peers import new_page
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +28,9 @@ def sim(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(browser, sim):
-    ctx = browser.new_context()
-    pg = ctx.new_page()
-    pg.set_default_timeout(10000)
-    pg.problems = []
-    pg.on("console", lambda m: pg.problems.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: pg.problems.append(str(e)))
-    pg.base = "http://127.0.0.1:%d" % sim.web_port
+    pg = new_page(browser, "http://127.0.0.1:%d" % sim.web_port)
     yield pg
-    ctx.close()
+    pg.context.close()
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,8 @@ import time
 import pytest
 
 import upy
-from mqttlab import SERIAL, Cloud, Mosquitto, MqttSim, have_mosquitto, provision
+from mqttlab import SERIAL, Cloud, MqttSim, provision
+from peers import new_page
 from simctl import configure, free_port
 from test_api import App
 from test_web import NEW_PASS, Client, boot, web_on
@@ -276,22 +277,6 @@ MQTT_ORDER = ["publish-interval", "service-ha", "reset-counters", "service-uplin
 DEV = "meters/" + SERIAL
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    import pki as pkimod
-
-    if not have_mosquitto():
-        pytest.fail("missing mosquitto: `python3 tools/dev.py test` installs it")
-    return pkimod.make(str(tmp_path_factory.mktemp("pki")), SERIAL)
-
-
-@pytest.fixture(scope="module")
-def broker(pki, tmp_path_factory):
-    b = Mosquitto(pki, str(tmp_path_factory.mktemp("broker")))
-    yield b
-    b.close()
-
-
 def test_mqtt_refuses_every_change_while_locked_and_republishes_no_configuration(
         pki, broker, tmp_path):
     import pyotp
@@ -358,11 +343,6 @@ def test_mqtt_refuses_every_change_while_locked_and_republishes_no_configuration
 
 # -- the Web Admin in Chromium -----------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
 def w_password(pg, locked):
     pg.fill("input[name=current]", NEW_PASS)
     pg.fill("input[name=new]", NEW_PASS + "-2")
@@ -421,23 +401,18 @@ WEB_ORDER = ["token-confirm", "token-revoke", "token-delete", "reset-counters",
              "change-web-pass", "service-web"]
 
 
-def test_web_admin_refuses_every_change_while_locked_in_chromium(tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Debian chromium missing: `python3 tools/dev.py test` installs it")
+def test_web_admin_refuses_every_change_while_locked_in_chromium(browser, tmp_path):
     assert set(WEB) == actions("web") == set(WEB_ORDER)
     state = tmp_path / "dev"
     configure(state, **{"web.pass": pbkdf2(NEW_PASS), "wifi.ssid": "HomeNet",
                         "wifi.key": "secret-key", "api.enabled": True})
     api_port = free_port()
-    with boot(state, "--api-port", str(api_port)) as sim, playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with boot(state, "--api-port", str(api_port)) as sim:
         sim.wait_screen("POWER W")
         web_on(sim)
         base = "http://127.0.0.1:%d" % sim.web_port
-        ctx = b.new_context()
-        main = ctx.new_page()
-        main.set_default_timeout(10000)
+        main = new_page(browser, base)
+        ctx = main.context
         main.goto(base + "/login")
         main.fill("input[name=password]", NEW_PASS)
         main.click("#login")
@@ -536,7 +511,7 @@ def test_web_admin_refuses_every_change_while_locked_in_chromium(tmp_path):
         after = tokens()
         assert (after.get(ids["A"]), after.get(ids["B"]), ids["C"] in after) == (
             "active", "revoked", False), after
-        b.close()
+        ctx.close()
         assert sim.quit() == 0
 
 

@@ -6,16 +6,14 @@ PKI is made with openssl at test time (tests/pki.py)."""
 import json
 import os
 import re
-import shutil
 import socket
 import ssl
 import time
 
 import pytest
 
-import pki as pkimod
 import upy
-from mqttlab import SECRET, SERIAL, Cloud, Mosquitto, MqttSim, have_mosquitto, provision
+from mqttlab import SECRET, SERIAL, Cloud, Mosquitto, MqttSim, provision
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEV = "meters/" + SERIAL
@@ -25,22 +23,6 @@ UWH_PER_LSB = 3125
 def _version():
     with open(os.path.join(ROOT, "firmware", "lib", "meter", "__init__.py")) as f:
         return re.search(r'VERSION = "([^"]+)"', f.read()).group(1)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    missing = [w for w, ok in (("mosquitto", have_mosquitto()), ("openssl", shutil.which("openssl")))
-               if not ok]
-    if missing:
-        pytest.fail("missing %s: `python3 tools/dev.py test` installs it" % ", ".join(missing))
-    return pkimod.make(str(tmp_path_factory.mktemp("pki")), SERIAL)
-
-
-@pytest.fixture(scope="module")
-def broker(pki, tmp_path_factory):
-    b = Mosquitto(pki, str(tmp_path_factory.mktemp("broker")))
-    yield b
-    b.close()
 
 
 @pytest.fixture

@@ -18,22 +18,8 @@ from simctl import configure
 from test_web import (NEW_PASS, boot, closed, menu_web_enable, open_settings, port_refuses,
                       to_pages, web_on)
 
-playwright = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason="Debian chromium missing (tools/dev.py test installs it)")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+from peers import new_page
+from playwright import sync_api as playwright
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +33,9 @@ def sim(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(browser, sim):
-    ctx = browser.new_context()
-    pg = ctx.new_page()
-    pg.set_default_timeout(10000)
-    pg.problems = []
-    pg.on("console", lambda m: pg.problems.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: pg.problems.append(str(e)))
-    pg.base = "http://127.0.0.1:%d" % sim.web_port
+    pg = new_page(browser, "http://127.0.0.1:%d" % sim.web_port)
     yield pg
-    ctx.close()
+    pg.context.close()
 
 
 def login(page, password):
