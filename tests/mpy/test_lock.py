@@ -249,3 +249,27 @@ def test_damaged_store_keeps_a_locked_device_locked():
     dev4 = Dev(d)
     assert dev4.settings.status == "corrupt" and dev4.lock.status() == "none"
     dev4.settings.update({"display.contrast": 3}, "menu")
+
+
+def test_one_lock_operation_at_a_time():
+    # Two interfaces at once (say the Web Admin and a cloud command): the
+    # second is refused while the first hashes its password, so no state
+    # check can go stale before its write.
+    dev = Dev(tmpdir())
+
+    async def both():
+        first = asyncio.create_task(dev.lock.set_password(PW, "web"))
+        await asyncio.sleep_ms(0)  # the first is now inside its hashing
+        try:
+            await dev.lock.set_password("other-pass", "mqtt")
+            second = "stored"
+        except LockError as e:
+            second = str(e)
+        await first
+        return second
+
+    second = run(both())
+    assert second.startswith("Busy with another lock operation"), second
+    assert dev.lock.status() == "unlocked"
+    run(dev.lock.lock(PW, "web"))  # the first password is the one stored
+    assert dev.lock.status() == "locked"
