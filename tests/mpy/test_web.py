@@ -461,3 +461,56 @@ def test_esp32_wifi_scan_and_access_point():
     assert not ap.active() and not w.ap_active() and w.ap_ip() is None
     sys.path.remove(_FAKES)
     sys.modules.pop("network", None)
+
+
+def test_a_join_the_lock_refuses_to_store_does_not_stay():
+    # Locked while a Wi-Fi join from the setup page is under way: the new
+    # network is not stored, and the device goes back to the stored one.
+    from upytest import tmpdir
+
+    from meter.audit import AuditLog
+    from meter.board.flashfile import FilePartition
+    from meter.board.host import HostWifi
+    from meter.logstore import LogStore
+    from meter.settings import Settings
+    from meter.state import State
+    from meter.web.admin import WebAdmin
+
+    d = tmpdir()
+
+    class App:
+        pass
+
+    class Board:
+        w = HostWifi()
+
+        def wifi(self):
+            return self.w
+
+        def time(self):
+            return 1_800_000_000
+
+        def time_valid(self):
+            return True
+
+    app = App()
+    app.board = Board()
+    app.audit = AuditLog(LogStore(FilePartition(d + "/audit", 16384)), app.board)
+    state = State(LogStore(FilePartition(d + "/state", 16384)))
+    app.settings = Settings(LogStore(FilePartition(d + "/config", 16384)), app.audit, state)
+    app.settings.update({"wifi.ssid": "CafeGuest", "wifi.key": ""}, "menu")
+    app.board.w.connect("CafeGuest", "")
+    ctl = WebAdmin(app, None)
+
+    async def go():
+        assert ctl.join("HomeNet", "secret-key") is None  # unlocked: the join starts
+        app.settings.set_lock({"lock.on": True}, "mqtt", "lock")  # locked meanwhile
+        for _ in range(20):
+            await asyncio.sleep_ms(10)
+            if ctl.join_state[0] != "joining":
+                break
+
+    run(go())
+    assert ctl.join_state[0] == "failed" and "module locked" in ctl.join_state[1], ctl.join_state
+    assert app.settings.get("wifi.ssid") == "CafeGuest"
+    assert app.board.w.status() == "connected" and app.board.w._ssid == "CafeGuest"
