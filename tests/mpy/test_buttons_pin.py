@@ -94,7 +94,10 @@ def test_pin_hashed_checked_and_lockout_grows():
     g, s = guard(d)
     assert not g.is_set()
     g.set("4711")
-    assert "4711" not in s.get("ui.pin")
+    # stored as salt$hash (hex), never in clear (a plain substring test
+    # would fail now and then: hex digits can spell 4711)
+    salt, digest = s.get("ui.pin").split("$")
+    assert len(salt) == 16 and len(digest) == 64 and "4711" not in (salt, digest)
     assert g.check("4711")
     waits = []
     for i in range(6):
