@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -182,12 +183,31 @@ asyncio.run(app.start_server(host="127.0.0.1", port=%d))
 """
 
 
+def _sampling(probe, fn):
+    """Run fn() while a thread records probe() every 100 ms; returns
+    (fn's result, the samples)."""
+    samples = []
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            samples.append(probe())
+            time.sleep(0.1)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        return fn(), samples
+    finally:
+        done.set()
+        t.join()
+
+
 def _load(port, path, seconds, clients, cookie=None, header=None):
     """`clients` threads, each requesting `path` over a new connection as
     fast as it is answered, for `seconds`. Returns requests/s, latency
     percentiles (ms) and the failures (refused, reset, non-200)."""
     import socket
-    import threading
 
     req = "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % (path, port)
     if cookie:
@@ -279,7 +299,6 @@ def bench_web(quick):
     4 concurrent clients against a bare microdot hello-world in the same run,
     same port, same unix port and heap; the heap with 8 concurrent clients;
     the heap before and after a window."""
-    import threading
 
     from simctl import free_port
 
@@ -314,19 +333,9 @@ def bench_web(quick):
             out["api_live"] = _load(port, "/api/live", seconds, 4, cookie)
             out["lateness_during_load"] = sim.state_()["lateness_ms"]
             # 3. heap with 8 concurrent clients, sampled while they run
-            samples = []
-            done = threading.Event()
-
-            def sample():
-                while not done.is_set():
-                    samples.append(sim.cmd("web")["heap_used"])
-                    time.sleep(0.1)
-
-            t = threading.Thread(target=sample)
-            t.start()
-            eight = _load(port, "/api/live", max(3, seconds // 3), 8, cookie)
-            done.set()
-            t.join()
+            eight, samples = _sampling(lambda: sim.cmd("web")["heap_used"],
+                                       lambda: _load(port, "/api/live", max(3, seconds // 3),
+                                                     8, cookie))
             w = sim.cmd("web")
             out["eight_clients"] = {"heap_used_max": max(samples), "samples": len(samples),
                                     "load": eight}
@@ -383,7 +392,6 @@ def bench_api(quick):
     unauthenticated bare GET /api/v1 of the same server in the same run (4
     concurrent clients), tick lateness during it, and the heap with the API
     off, on (idle, window closed) and under load."""
-    import threading
 
     from simctl import free_port
 
@@ -417,19 +425,9 @@ def bench_api(quick):
             _load(api_port, "/api/v1/live", 1, 4, header=auth)
             out["bare"] = _load(api_port, "/api/v1", seconds, 4)
             sim.cmd("lateness-reset")
-            samples = []
-            done = threading.Event()
-
-            def sample():
-                while not done.is_set():
-                    samples.append(sim.cmd("api")["heap_used"])
-                    time.sleep(0.1)
-
-            t = threading.Thread(target=sample)
-            t.start()
-            out["token_live"] = _load(api_port, "/api/v1/live", seconds, 4, header=auth)
-            done.set()
-            t.join()
+            out["token_live"], samples = _sampling(
+                lambda: sim.cmd("api")["heap_used"],
+                lambda: _load(api_port, "/api/v1/live", seconds, 4, header=auth))
             out["lateness_during_token_load"] = sim.state_()["lateness_ms"]
             out["heap_used_max_under_load"] = max(samples)
             out["server_stats"] = sim.cmd("api")["stats"]
