@@ -203,19 +203,11 @@ class MqttSim(Sim):
 
     def __init__(self, state, *args, probe=False, **kw):
         self.probe = probe
+        kw.setdefault("script", WRAPPER)
         super().__init__(state, *args, **kw)
 
-    def start(self, wait=True):
-        os.makedirs(self.state, exist_ok=True)
-        env = dict(os.environ, MICROPYPATH=simctl.simtool.firmware_path(False))
-        self.log = open(self.log_path, "ab")
-        cmd = [simctl.simtool.MICROPYTHON, "-X", "heapsize=" + self.heap, WRAPPER] + self.args
-        if self.probe:
-            cmd.append("--stall-probe")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
-        if wait:
-            self.connect()
+    def argv(self):
+        return super().argv() + (["--stall-probe"] if self.probe else [])
 
     def mqtt(self):
         return self.cmd("mqtt")

@@ -14,6 +14,12 @@ import sim as simtool  # noqa: E402
 import upy  # noqa: E402
 
 
+def _kib(size):
+    size = str(size).lower()
+    return int(size[:-1]) * (1024 if size.endswith("m") else 1) if size[-1] in "km" \
+        else int(size) // 1024
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -25,28 +31,43 @@ def free_port():
 class Sim:
     """One simulator process with a control connection."""
 
-    def __init__(self, state, *args, heap=simtool.DEFAULT_HEAP, profile="const", wait=True,
-                 mpy=False):
+    def __init__(self, state, *args, heap=None, profile="const", wait=True, mpy=False,
+                 dev=False, script=None, bench_heap=False):
         self.state = str(state)
         self.port = free_port()
         self.log_path = os.path.join(self.state + ".log")
         self.args = ["--state", self.state, "--control", str(self.port), "--headless",
                      "--profile", profile] + list(args)
-        self.heap = heap
-        self.mpy = mpy  # run the .mpy deploy tree (build it first: simtool.build_mpy)
+        # The device image at the device budget unless told otherwise: mpy
+        # runs a .mpy deploy tree (True: build/sim; a str: that tree, built
+        # with simtool.build_mpy_tree) on the same 32-bit runtime; dev the
+        # sources on the 64-bit port. A heap above the budget is refused:
+        # no test passes by being given more memory than the device has.
+        self.runtime = simtool.runtime_of(mpy, dev)
+        self.tree = mpy if isinstance(mpy, str) else None
+        self.heap = heap or simtool.default_heap(self.runtime)
+        # bench_heap: tools/bench.py's floor search only (test_memory checks
+        # that no test uses it).
+        if (self.runtime != simtool.DEV and not bench_heap
+                and _kib(self.heap) > _kib(simtool.DEVICE_HEAP)):
+            raise ValueError("heap %s is above the device budget %s" % (self.heap,
+                                                                          simtool.DEVICE_HEAP))
+        self.script = script
         self.proc = None
         self.sock = None
         self.start(wait)
 
     def start(self, wait=True):
         os.makedirs(self.state, exist_ok=True)
-        env = dict(os.environ, MICROPYPATH=simtool.firmware_path(self.mpy))
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(simtool.command(self.args, self.heap, self.mpy), env=env,
+        self.proc = subprocess.Popen(self.argv(), env=simtool.env(self.runtime, self.tree),
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         if wait:
             self.connect()
+
+    def argv(self):
+        return simtool.command(self.args, self.heap, self.runtime, self.script, self.tree)
 
     def connect(self, timeout=15):
         end = time.time() + timeout

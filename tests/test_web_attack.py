@@ -13,9 +13,8 @@ may get a quick 503; retried at once, the page is there within FLOOD_BOUND_S.
 
 Throughout, metering keeps its schedule (tick lateness within LATE_P99_MS /
 LATE_MAX_MS at the 1 s tick), no task restarts, and the heap never runs
-out: the firmware runs from its .mpy deploy tree, as on the device, in a
-HEAP heap (the unix port is 64-bit: about twice the ESP32's bytes per
-object)."""
+out: the simulator runs the device image (32-bit, firmware frozen in) at the
+device budget (tools/sim.py DEVICE_HEAP)."""
 
 import http.client
 import multiprocessing
@@ -34,7 +33,6 @@ USER_BOUND_S = 2.0
 FLOOD_BOUND_S = 3.0
 LATE_P99_MS = 50
 LATE_MAX_MS = 250
-HEAP = "384k"
 REOPEN_S = 0.2
 
 
@@ -189,8 +187,7 @@ def run_phase(sim, user, seconds, reopen_s, retry):
 
 
 def test_hostile_clients_do_not_stop_the_admin_page_or_metering(tmp_path):
-    tree, _ = simtool.build_mpy_tree(str(tmp_path / "tree"))
-    sim = boot(tmp_path / "dev", heap=HEAP, profile="house", mpy=tree)
+    sim = boot(tmp_path / "dev", profile="house")
     try:
         web_on(sim)
         user = set_first_password(sim)
@@ -203,7 +200,7 @@ def test_hostile_clients_do_not_stop_the_admin_page_or_metering(tmp_path):
             report = ("%s: user %d loads, median %.0f ms, max %.0f ms; lateness %s; heap used "
                       "%d of %s; server %s; attackers %s" % (
                           name, len(loads), loads[len(loads) // 2] * 1000, loads[-1] * 1000,
-                          late, st["heap_used"], HEAP, stats, counts))
+                          late, st["heap_used"], simtool.DEVICE_HEAP, stats, counts))
             print(report)
             assert loads[-1] <= bound, report
             assert late["p99"] <= LATE_P99_MS and late["max"] <= LATE_MAX_MS, report

@@ -8,8 +8,11 @@
 Every subcommand first makes sure that what it needs is installed: a
 virtual environment in .venv with the pinned host tools from pyproject.toml
 (the MicroPython unix port among them), the pinned device libraries in
-build/lib (tools/deps.py), and for the tests the Debian packages they drive.
-It is idempotent and quick when everything is already there.
+build/lib (tools/deps.py), the Debian packages that build the device image
+(a 32-bit C compiler), the device image itself (tools/image.py: MicroPython
+built 32-bit with the firmware frozen in, what the simulator runs), and for
+the tests the Debian packages they drive. It is idempotent and quick when
+everything is already there.
 """
 
 import os
@@ -25,6 +28,8 @@ STAMP = os.path.join(VENV, ".dev-deps")
 # Debian packages the tests use as real peers: openssl makes the test PKI,
 # mosquitto is the MQTT broker, chromium the browser Playwright drives.
 APT_FOR_TESTS = ["openssl", "mosquitto", "chromium"]
+# The device image is MicroPython built 32-bit (tools/image.py).
+APT_FOR_IMAGE = ["make", "gcc-multilib"]
 
 
 def log(msg):
@@ -69,6 +74,11 @@ def ensure_device_libs():
     subprocess.check_call([VPY, os.path.join(ROOT, "tools", "deps.py"), "install"])
 
 
+def ensure_image():
+    ensure_apt(APT_FOR_IMAGE)
+    subprocess.check_call([VPY, os.path.join(ROOT, "tools", "image.py"), "build"])
+
+
 def main(argv):
     if not argv or argv[0] not in ("sim", "test", "bench"):
         print(__doc__)
@@ -76,6 +86,8 @@ def main(argv):
     cmd, rest = argv[0], argv[1:]
     ensure_venv()
     ensure_device_libs()
+    if "--dev" not in rest:
+        ensure_image()
     if cmd == "test":
         ensure_apt(APT_FOR_TESTS)
         if not any(a == "-n" or a.startswith("-n") or a.startswith("--numprocesses")

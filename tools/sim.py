@@ -1,18 +1,24 @@
 #!/usr/bin/env python3
-"""Run the firmware in the simulator: the MicroPython unix port + host board.
+"""Run the firmware in the simulator: the device image + host board.
 
     python3 tools/dev.py sim [--state DIR] [--profile NAME] [--control PORT]
                              [--headless] [--fault MODE] [--truth]
-                             [--heap SIZE] [--mpy]
+                             [--heap SIZE] [--mpy] [--dev]
 
-The firmware is the same firmware/main.py the device runs; only the board
-below it differs. The display is drawn in the terminal; w/s/enter (or the
-arrows) are UP/DOWN/OK; q quits with a final counter save. --state DIR keeps
-the simulated flash between runs (otherwise a fresh temporary directory is
-used, so several instances can run side by side). --mpy runs the
-precompiled .mpy deploy tree (tools/build.py --target sim) instead of the
-sources. A firmware-requested reset (exit code 3) restarts it, as the device
-would reboot.
+By default the simulator runs the device image: MicroPython built 32-bit
+with the firmware frozen in (tools/image.py, built on first use), with a GC
+heap of DEVICE_HEAP, the budget the firmware is held to on the ESP32. Only
+the board below the firmware differs from the device. --mpy runs the
+precompiled .mpy deploy tree (tools/build.py --target sim) on the same
+32-bit runtime and heap instead of the frozen copy. --dev runs the sources
+on the fast 64-bit unix port from PyPI with a roomy heap, for quick edits:
+not a model of the device's memory.
+
+The display is drawn in the terminal; w/s/enter (or the arrows) are
+UP/DOWN/OK; q quits with a final counter save. --state DIR keeps the
+simulated flash between runs (otherwise a fresh temporary directory is
+used, so several instances can run side by side). A firmware-requested
+reset (exit code 3) restarts it, as the device would reboot.
 """
 
 import os
@@ -20,58 +26,98 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOLS = os.path.dirname(os.path.abspath(__file__))
+# The 64-bit unix port from PyPI (in .venv): --dev and the MicroPython unit tests.
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 REBOOT = 3
-DEFAULT_HEAP = "512k"
-
-
+# The device budget: the GC heap the firmware must work in with every
+# service open (docs/benchmarks.md, "Device budget"). Everything that starts
+# the simulator uses it; nothing raises it to pass.
+DEVICE_HEAP = "128k"
+DEV_HEAP = "512k"  # --dev only: 64-bit objects and source compilation
 MPY_TREE = os.path.join(ROOT, "build", "sim")
 
+IMAGE, MPY, DEV = "image", "mpy", "dev"
 
-def firmware_path(mpy=False):
-    """MICROPYPATH for the sources, or for a .mpy tree (mpy=True: the
-    default tree; a string: that tree)."""
-    # .frozen first: the unix port's asyncio is frozen into the binary.
-    if mpy:
-        return ".frozen:" + os.path.join(MPY_TREE if mpy is True else mpy, "lib")
+
+def runtime_of(mpy=False, dev=False):
+    return DEV if dev else MPY if mpy else IMAGE
+
+
+def image():
+    """The 32-bit device image, built (or reused) by tools/image.py."""
+    sys.path.insert(0, TOOLS)
+    import image as imagetool
+
+    return imagetool.build()
+
+
+def firmware_path(runtime=IMAGE, tree=None):
+    """MICROPYPATH for a runtime. `.frozen` is where the unix port keeps
+    what is frozen in: asyncio, and in the image the whole firmware."""
+    if runtime == IMAGE:
+        return ".frozen"
+    if runtime == MPY:
+        # The tree first: its modules shadow the frozen copies.
+        return os.path.join(tree or MPY_TREE, "lib") + ":.frozen"
     return ":".join([".frozen", os.path.join(ROOT, "build", "lib"),
                      os.path.join(ROOT, "firmware", "lib")])
 
 
-def command(args, heap=DEFAULT_HEAP, mpy=False):
-    tree = (MPY_TREE if mpy is True else mpy) if mpy else os.path.join(ROOT, "firmware")
-    main = os.path.join(tree, "main.py")
-    return [MICROPYTHON, "-X", "heapsize=" + heap, main] + args
+def binary(runtime=IMAGE):
+    return MICROPYTHON if runtime == DEV else image()
+
+
+def default_heap(runtime=IMAGE):
+    return DEV_HEAP if runtime == DEV else DEVICE_HEAP
+
+
+def command(args, heap=None, runtime=IMAGE, script=None, tree=None):
+    """argv of one simulator run. script: a wrapper file to run instead of
+    the firmware's main (tests/mqtt_main.py)."""
+    heap = heap or default_heap(runtime)
+    argv = [binary(runtime), "-X", "heapsize=" + heap]
+    if script:
+        argv.append(script)
+    elif runtime == IMAGE:
+        argv += ["-m", "main"]  # the frozen firmware/main.py
+    else:
+        argv.append(os.path.join(tree or MPY_TREE, "main.py") if runtime == MPY
+                    else os.path.join(ROOT, "firmware", "main.py"))
+    return argv + list(args)
+
+
+def env(runtime=IMAGE, tree=None):
+    return dict(os.environ, MICROPYPATH=firmware_path(runtime, tree))
 
 
 def build_mpy_tree(out=MPY_TREE):
     """Build the simulator's .mpy deploy tree; returns (path, modules)."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, TOOLS)
     import build
 
     return build.build("sim", out)
 
 
-def build_mpy():
-    build_mpy_tree()
-
-
 def main(argv):
-    heap = DEFAULT_HEAP
+    if "-h" in argv or "--help" in argv:
+        print(__doc__)
+        return 0
+    heap = None
     if "--heap" in argv:
         i = argv.index("--heap")
         heap = argv[i + 1]
         del argv[i:i + 2]
-    mpy = "--mpy" in argv
-    if mpy:
-        argv.remove("--mpy")
-        build_mpy()
-    if "-h" in argv or "--help" in argv:
-        print(__doc__)
-        return 0
-    env = dict(os.environ, MICROPYPATH=firmware_path(mpy))
+    flags = {f: f in argv for f in ("--mpy", "--dev")}
+    for f, on in flags.items():
+        if on:
+            argv.remove(f)
+    runtime = runtime_of(flags["--mpy"], flags["--dev"])
+    if runtime == MPY:
+        build_mpy_tree()
+    cmd = command(argv, heap, runtime)
     while True:
-        rc = subprocess.call(command(argv, heap, mpy), env=env)
+        rc = subprocess.call(cmd, env=env(runtime))
         if rc != REBOOT:
             return rc
         print("[sim] firmware reset: restarting", file=sys.stderr)

@@ -24,6 +24,9 @@ from meter.supervisor import Supervisor
 
 class App:
     def __init__(self, board):
+        from meter import memory
+
+        memory.reserve()  # first, while the heap is one free block
         self.board = board
         self.sup = Supervisor()
         self.audit = AuditLog(LogStore(board.partition("audit")), board)
@@ -80,6 +83,9 @@ class App:
         if hasattr(self.board, "add_command"):
             self.board.add_command("state", self.state)
             self.board.add_command("quit", self.quit)
+            from meter import memory
+
+            self.board.add_command("mem", memory.snapshot)
             self.board.add_command("lateness-reset", lambda a: self.sampler.lateness.clear() or {"ok": True})
         sup = self.sup
         sup.spawn("meter", self.sampler.run, critical=True)

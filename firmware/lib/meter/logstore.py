@@ -44,6 +44,8 @@ until their block comes round again: the audit log reads them all, the
 counter and settings stores only the newest.
 """
 
+import io
+import json
 import struct
 from binascii import crc32
 
@@ -56,6 +58,38 @@ TAIL_SIZE = 4
 F_TAIL = 1  # flags: a u32 tail fingerprint precedes the CRC
 MARKER = 0  # kind of the format marker
 _CHUNK = 256
+
+
+# One record buffer for every store, allocated with the first store (at
+# start-up, while the heap is one free block) and big enough for a whole
+# block. An append never yields, so stores never share it at once; a
+# settings or token record (up to a few KB) is therefore built, written and
+# read back without one multi-KB allocation on a fragmented heap.
+_rec = None
+_cmp = bytearray(_CHUNK)
+
+
+def _record_buffer(n):
+    global _rec
+    if _rec is None or len(_rec) < n:
+        _rec = bytearray(n)
+    return _rec
+
+
+class _Into(io.IOBase):
+    """A stream json.dump() writes into the record buffer, from `at` up to
+    `end` (ValueError past it: the record would not fit a block)."""
+
+    def __init__(self, buf, at, end):
+        self.buf, self.n, self.end = buf, at, end
+
+    def write(self, data):
+        k = len(data)
+        if self.n + k > self.end:
+            raise ValueError("record too large")
+        self.buf[self.n:self.n + k] = data
+        self.n += k
+        return k
 
 
 def record_size(n, flags=0):
@@ -83,6 +117,7 @@ class LogStore:
         self.noise = erased_noise(part)
         self._flags = F_TAIL if self.noise else 0
         self.max_payload = self.bs - HDR_SIZE - CRC_SIZE - (TAIL_SIZE if self.noise else 0)
+        _record_buffer(self.bs)
         self.writes = 0
         self.erases = 0
         self.load()
@@ -274,6 +309,16 @@ class LogStore:
             self._put(MARKER, b"")
         return self._put(kind, payload)
 
+    def append_json(self, kind, obj):
+        """append() of obj as JSON, serialised straight into the record
+        buffer (no copy of the text on the heap). ValueError if it does not
+        fit a record."""
+        if kind == MARKER:
+            raise ValueError("kind 0 is the format marker")
+        if self._newest is None:
+            self._put(MARKER, b"")
+        return self._put(kind, None, obj)
+
     def format(self):
         """Mark a blank store as set up (writes the format marker), so that a
         later start tells "set up, nothing stored yet" from "never used".
@@ -283,10 +328,17 @@ class LogStore:
             return True
         return False
 
-    def _put(self, kind, payload):
-        n = len(payload)
-        if n > self.max_payload:
-            raise ValueError("record too large")
+    def _put(self, kind, payload, obj=None):
+        rec = _record_buffer(self.bs)
+        if obj is not None:
+            w = _Into(rec, HDR_SIZE, HDR_SIZE + self.max_payload)
+            json.dump(obj, w)
+            n = w.n - HDR_SIZE
+        else:
+            n = len(payload)
+            if n > self.max_payload:
+                raise ValueError("record too large")
+            rec[HDR_SIZE:HDR_SIZE + n] = payload
         flags = self._flags
         size = record_size(n, flags)
         bs = self.bs
@@ -308,9 +360,8 @@ class LogStore:
         else:
             seq = self.seq + 1
             self.seq = seq  # used even if the write fails: never issued twice
-        rec = bytearray(b"\xff" * size)
+        rec = memoryview(rec)[:size]
         struct.pack_into(_HDR, rec, 0, MAGIC, kind, flags, seq, n)
-        rec[HDR_SIZE:HDR_SIZE + n] = payload
         p = HDR_SIZE + n
         tail = None
         if flags:
@@ -319,15 +370,15 @@ class LogStore:
             tail = self._tail_crc(b, off + size)
             struct.pack_into("<I", rec, p, tail)
             p += TAIL_SIZE
-        struct.pack_into("<I", rec, p, crc32(memoryview(rec)[:p]))
+        struct.pack_into("<I", rec, p, crc32(rec[:p]))
+        for i in range(p + CRC_SIZE, size):  # up to ALIGN: as erased
+            rec[i] = 0xFF
         # Mark the slot used before programming: if the program fails half
         # way, we must not try to program the same bytes again.
         self._off = None
         self.part.writeblocks(b, rec, off)
         self.writes += 1
-        back = bytearray(size)
-        self.part.readblocks(b, back, off)
-        if back != rec:
+        if not self._programmed(b, off, rec):
             raise OSError(5)  # EIO: did not program as written; block closed
         end = off + size
         self._off = end if end + ALIGN <= bs else None
@@ -336,6 +387,17 @@ class LogStore:
         if kind != MARKER:
             self.blank = False
         return seq
+
+    def _programmed(self, b, off, rec):
+        """Read the record back piece by piece: True if it is as written."""
+        for i in range(0, len(rec), _CHUNK):
+            k = min(_CHUNK, len(rec) - i)
+            back = memoryview(_cmp)[:k]
+            self.part.readblocks(b, back, off + i)
+            for j in range(k):
+                if back[j] != rec[i + j]:
+                    return False
+        return True
 
     def capacity(self, payload_len):
         """Records of this size the ring keeps at least (all blocks but one),

@@ -205,10 +205,10 @@ class Settings:
     def _commit(self, values, source, event, detail):
         """Write a complete set of values (the store's only write path;
         private: every change goes through update() or set_lock())."""
-        data = json.dumps(values).encode()
-        if len(data) > self.store.max_payload:
+        try:
+            self.store.append_json(KIND, values)
+        except ValueError:
             raise SettingsError("settings too large")
-        self.store.append(KIND, data)
         self._set = values
         self.status = "ok"
         if self.audit:

@@ -36,5 +36,5 @@ class State:
             return
         d = dict(self._d)
         d[key] = value
-        self.store.append(KIND, json.dumps(d).encode())
+        self.store.append_json(KIND, d)
         self._d = d

@@ -135,10 +135,10 @@ class TokenStore:
         out), then adopt it: RAM changes only once the record is written."""
         rows = [[t.id, hexlify(t.h).decode(), t.name, _CODE[t.state], t.t, t.ip, t.t_ok]
                 for t in tokens if t.state != PENDING]
-        data = json.dumps({"t": rows}).encode()
-        if len(data) > self.store.max_payload:  # MAX_TOKENS is chosen so this cannot happen
+        try:
+            self.store.append_json(KIND, {"t": rows})
+        except ValueError:  # MAX_TOKENS is chosen so this cannot happen
             raise TokenError("token table too large", 507)
-        self.store.append(KIND, data)
         self.tokens = tokens
         self.status = "ok"
 

@@ -65,7 +65,7 @@ _ABS_DONE_0 = const(0x10)
 _ABS_DONE_1 = const(0x20)
 
 # Data partitions the firmware uses, with the size of the file that stands
-# in for one when the flashed partition table lacks it (docs/partitions.csv).
+# in for one when the flashed partition table lacks it (firmware/boards/METER_ESP32/partitions.csv).
 _FALLBACK_SIZES = (
     ("counters", 0x10000),
     ("config", 0x4000),

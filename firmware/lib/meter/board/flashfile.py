@@ -28,6 +28,10 @@ import os
 IOCTL_BLK_COUNT = 4
 IOCTL_BLK_SIZE = 5
 IOCTL_BLK_ERASE = 6
+_ERASED = b"\xff" * 256  # erased flash, written out piece by piece
+# Programs are checked and written through this (two chunks: new bytes,
+# old bytes); one for every partition, as nothing here yields mid-write.
+_SCRATCH = bytearray(2 * 256)
 
 
 class FilePartition:
@@ -35,6 +39,8 @@ class FilePartition:
                  erased_noise=False):
         self.path = path
         self.erased_noise = erased_noise
+        if chunk > 256:
+            raise ValueError("chunk above 256 bytes")
         self._ks = _keystream() if erased_noise else None
         self.size = size
         self.block_size = block_size
@@ -46,9 +52,8 @@ class FilePartition:
             os.stat(path)
         except OSError:
             with open(path, "wb") as f:
-                blank = b"\xff" * block_size
-                for _ in range(size // block_size):
-                    f.write(blank)
+                for _ in range(size // len(_ERASED)):
+                    f.write(_ERASED)
         self._f = open(path, "r+b")
 
     def close(self):
@@ -80,21 +85,26 @@ class FilePartition:
         if offset is None:  # esp32.Partition erases first in the 2-arg form
             for b in range(len(buf) // self.block_size):
                 self.ioctl(IOCTL_BLK_ERASE, block + b)
-        if self._ks is not None:
-            buf = bytearray(buf)
-            _crypt(self._ks, addr, buf)
-        old = bytearray(len(buf))
-        self._read_raw(addr, old)
-        for i in range(len(buf)):
-            if old[i] != 0xFF and old[i] != buf[i]:
-                raise OSError(errno.EIO)  # program over programmed data
+        # Checked and written in pieces through one small buffer: the model
+        # of the flash must not take more heap than the real one (none).
         self.writes += 1
         f = self._f
         mv = memoryview(buf)
         step = self.chunk
+        piece = memoryview(_SCRATCH)
         for i in range(0, len(buf), step):
+            k = min(step, len(buf) - i)
+            raw = piece[:k]
+            raw[:] = mv[i:i + k]
+            if self._ks is not None:
+                _crypt(self._ks, addr + i, raw)
+            old = piece[step:step + k]
+            self._read_raw(addr + i, old)
+            for j in range(k):
+                if old[j] != 0xFF and old[j] != raw[j]:
+                    raise OSError(errno.EIO)  # program over programmed data
             f.seek(addr + i)
-            f.write(mv[i:i + step])
+            f.write(raw)
             f.flush()
             if self.delay_us:
                 _sleep_us(self.delay_us)
@@ -115,20 +125,27 @@ class FilePartition:
             f.seek(arg * self.block_size)
             # Erase in two halves: a cut between them leaves a half-erased
             # block, as an interrupted erase can on real flash.
-            half = b"\xff" * (self.block_size // 2)
-            f.write(half)
-            f.flush()
-            if self.delay_us:
-                _sleep_us(self.delay_us * 8)
-            f.write(half)
-            f.flush()
+            half = self.block_size // 2
+            for _ in range(2):
+                for _ in range(half // len(_ERASED)):
+                    f.write(_ERASED)
+                f.flush()
+                if self.delay_us:
+                    _sleep_us(self.delay_us * 8)
             return 0
         return 0
 
 
+_KS = []
+
+
 def _keystream():
-    # 4 KiB of fixed pseudo-random bytes (LCG); see _crypt.
+    # 4 KiB of fixed pseudo-random bytes (LCG), one table for every
+    # partition; see _crypt.
+    if _KS:
+        return _KS[0]
     t = bytearray(4096)
+    _KS.append(t)
     x = 0x2545F491
     for i in range(4096):
         x = (x * 1103515245 + 12345) & 0x7FFFFFFF

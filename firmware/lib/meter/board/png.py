@@ -1,51 +1,47 @@
 """Write a monochrome framebuffer (MONO_VLSB) as a 1-bit PNG (host only).
 
-Uncompressed deflate blocks keep it dependency-free and small enough at
-128x64 scaled 4x (~17 KB). Lit pixels are white on black, as on an OLED.
+Uncompressed deflate keeps it dependency-free: each scaled row is its own
+stored deflate block, written as it is made, so the picture (~17 KB at
+128x64 scaled 4x) never sits on the heap whole; the simulator runs at the
+device's heap budget. Lit pixels are white on black, as on an OLED.
 """
 
 import struct
 from binascii import crc32
 
 
-def _chunk(f, kind, data):
-    f.write(struct.pack(">I", len(data)))
-    f.write(kind)
-    f.write(data)
-    f.write(struct.pack(">I", crc32(data, crc32(kind))))
-
-
 def write_mono(path, buf, w, h, scale=4):
     sw, sh = w * scale, h * scale
     rowbytes = (sw + 7) // 8
-    raw = bytearray()
-    for y in range(sh):
-        sy = y // scale
-        row = bytearray(rowbytes)
-        for x in range(sw):
-            sx = x // scale
-            if buf[(sy >> 3) * w + sx] >> (sy & 7) & 1:
-                row[x >> 3] |= 0x80 >> (x & 7)
-        raw.append(0)  # filter: none
-        raw.extend(row)
-    z = bytearray(b"\x78\x01")
-    for i in range(0, len(raw), 65535):  # stored deflate blocks
-        block = raw[i:i + 65535]
-        last = 1 if i + 65535 >= len(raw) else 0
-        z.append(last)
-        z.extend(struct.pack("<HH", len(block), len(block) ^ 0xFFFF))
-        z.extend(block)
-    z.extend(struct.pack(">I", _adler32(raw)))
+    # filter byte + pixels, behind a 5-byte stored-block header
+    piece = bytearray(5 + 1 + rowbytes)
+    n = 1 + rowbytes
+    idat_len = 2 + sh * len(piece) + 4
+    a, b = 1, 0  # adler-32 of the uncompressed rows
     with open(path, "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n")
-        _chunk(f, b"IHDR", struct.pack(">IIBBBBB", sw, sh, 1, 0, 0, 0, 0))
-        _chunk(f, b"IDAT", bytes(z))
-        _chunk(f, b"IEND", b"")
-
-
-def _adler32(data):
-    a, b = 1, 0
-    for x in data:
-        a = (a + x) % 65521
-        b = (b + a) % 65521
-    return (b << 16) | a
+        ihdr = struct.pack(">IIBBBBB", sw, sh, 1, 0, 0, 0, 0)
+        f.write(struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr)
+        f.write(struct.pack(">I", crc32(ihdr, crc32(b"IHDR"))))
+        f.write(struct.pack(">I", idat_len) + b"IDAT")
+        crc = crc32(b"IDAT")
+        z = b"\x78\x01"
+        f.write(z)
+        crc = crc32(z, crc)
+        for y in range(sh):
+            sy = y // scale
+            struct.pack_into("<BHH", piece, 0, 1 if y == sh - 1 else 0, n, n ^ 0xFFFF)
+            for i in range(5, len(piece)):
+                piece[i] = 0  # filter none, pixels dark
+            for x in range(sw):
+                if buf[(sy >> 3) * w + x // scale] >> (sy & 7) & 1:
+                    piece[6 + (x >> 3)] |= 0x80 >> (x & 7)
+            for i in range(5, len(piece)):
+                a = (a + piece[i]) % 65521
+                b = (b + a) % 65521
+            f.write(piece)
+            crc = crc32(piece, crc)
+        tail = struct.pack(">I", (b << 16) | a)
+        f.write(tail)
+        f.write(struct.pack(">I", crc32(tail, crc)))
+        f.write(struct.pack(">I", 0) + b"IEND" + struct.pack(">I", crc32(b"IEND")))

@@ -17,7 +17,7 @@ from meter import VERSION
 from meter.tokens import ACTIVE, PENDING, TokenError, well_formed
 from meter.web.server import STREAM, WRITE_MS
 
-MAX_CONN = 3  # fewer than the Web Admin's 5: each holds a request buffer
+MAX_CONN = 2  # fewer than the Web Admin's 5: they share the request buffers (server.POOL)
 MAX_STREAMS = 2
 STREAM_EVENTS = 3600  # one an hour's worth (1 s apart); the app then reconnects
 JSON = {"Content-Type": "application/json"}

@@ -118,6 +118,17 @@ def see_other(url):
     return Response("", 303, {"Location": url})
 
 
+def _parts(parts):
+    """A response body that hands microdot one part at a time; a part that
+    is not a str is an iterable of parts made as they are sent (a table's
+    rows)."""
+    for p in parts:
+        if isinstance(p, str):
+            yield p
+        else:
+            yield from _parts(p)
+
+
 def build(ctl):
     """The microdot app of one window; ctl is the WebAdmin controller."""
     fw = ctl.app
@@ -126,7 +137,10 @@ def build(ctl):
 
     def html(req, title, body, status=200, nav=True, editable=False):
         """A page. While the module is locked, the forms of the page (unless
-        `editable`: the Security page's lock forms) are shown disabled."""
+        `editable`: the Security page's lock forms) are shown disabled.
+        body: a str, or a list of str parts for long pages. The page is sent
+        part by part (the server gathers them into its connection buffer):
+        it is never one multi-KB string on the heap."""
         s = req.g.sess
         out = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
                "<meta name=\"viewport\" content=\"width=device-width\">",
@@ -146,11 +160,14 @@ def build(ctl):
         if ro:
             out.append(note("warn", LOCKED_TEXT, "locked"))
             out.append("<fieldset disabled class=\"ro\">")
-        out.append(body)
+        if isinstance(body, list):
+            out.extend(body)
+        else:
+            out.append(body)
         if ro:
             out.append("</fieldset>")
         out.append("</main></body></html>")
-        return Response("".join(out), status, {"Content-Type": "text/html; charset=UTF-8"})
+        return Response(_parts(out), status, {"Content-Type": "text/html; charset=UTF-8"})
 
     def csrf_field(req):
         s = req.g.sess
@@ -244,7 +261,7 @@ def build(ctl):
                     "<label>Password <input type=\"password\" name=\"password\" "
                     "autocomplete=\"current-password\" autofocus></label>"
                     "<button id=\"login\">Log in</button></form>" % ctl.tokens.token(pre))
-        r = html(req, "Log in", "".join(body), status, nav=False)
+        r = html(req, "Log in", body, status, nav=False)
         if new_pre:
             set_cookie(r, "pre", new_pre, secure=req.scheme == "https")
         if retry:
@@ -311,7 +328,7 @@ def build(ctl):
                     "autocomplete=\"new-password\"></label>"
                     "<p class=\"small\">At least %d characters. Changing it ends every session."
                     "</p><button id=\"change\">Change password</button></form>" % passwd.MIN_LEN)
-        return "".join(body)
+        return body
 
     @web.get("/password")
     async def password_get(req):
@@ -355,8 +372,8 @@ def build(ctl):
             rows.append("<tr><th class=\"l\">%s</th><td id=\"v%d\">%.1f</td><td id=\"i%d\">%.2f</td>"
                         "<td id=\"p%d\">%.0f</td><td id=\"pf%d\">%.2f</td></tr>"
                         % (name, i, d["v"][i], i, d["i"][i], i, d["p"][i], i, d["pf"][i]))
-        body = ("<div id=\"live\" data-n=\"0\"><table><tr><th class=\"l\">Phase</th><th>Voltage V"
-                "</th><th>Current A</th><th>Power W</th><th>PF</th></tr>%s"
+        body = ["<div id=\"live\" data-n=\"0\"><table><tr><th class=\"l\">Phase</th><th>"
+                "Voltage V</th><th>Current A</th><th>Power W</th><th>PF</th></tr>", rows,
                 "<tr><th class=\"l\">Total</th><td></td><td></td><td id=\"p3\">%.0f</td>"
                 "<td id=\"pf3\">%.2f</td></tr></table>"
                 "<p>Frequency <span id=\"freq\">%.2f</span> Hz &middot; Imported "
@@ -364,8 +381,8 @@ def build(ctl):
                 " &middot; IC fault: <span id=\"fault\">%s</span></p>"
                 "<p class=\"small\">Updated <span id=\"updated\">-</span> (live, every second)</p>"
                 "</div><script src=\"/static/app.js\" defer></script>"
-                % ("".join(rows), d["p"][3], d["pf"][3], d["freq"], d["imp_kwh"], d["exp_kwh"],
-                   esc(d["fault"] or "none")))
+                % (d["p"][3], d["pf"][3], d["freq"], d["imp_kwh"], d["exp_kwh"],
+                   esc(d["fault"] or "none"))]
         return html(req, "Dashboard", body)
 
     @web.get("/api/live")
@@ -390,26 +407,24 @@ def build(ctl):
         for i in range(4):
             rows.append("<tr><th class=\"l\">%s</th><td id=\"imp%d\">%s</td><td id=\"exp%d\">%s"
                         "</td></tr>" % (names[i], i, kwh(u[i]), i, kwh(u[4 + i])))
-        return ("<table>%s</table><p class=\"small\">Counter generation %d (deliberate resets), "
-                "store %s.</p>" % ("".join(rows), fw.counters.generation,
-                                   esc(fw.counters.status)))
+        return ["<table>", rows, "</table><p class=\"small\">Counter generation %d (deliberate "
+                "resets), store %s.</p>" % (fw.counters.generation, esc(fw.counters.status))]
 
     @web.get("/energy")
     async def energy(req):
-        return html(req, "Energy counters", energy_table()
-                    + "<p><a href=\"/energy/reset\" id=\"reset\">Reset the counters&hellip;</a></p>")
+        return html(req, "Energy counters", [energy_table(), "<p><a href=\"/energy/reset\" "
+                                             "id=\"reset\">Reset the counters&hellip;</a></p>"])
 
     def reset_form(req, msg=""):
-        return (msg + note("warn", "Resetting the energy counters is IRREVERSIBLE: all totals and "
-                           "per-phase values are permanently deleted.", "irreversible")
-                + energy_table()
-                + "<form method=\"post\" action=\"/energy/reset\">" + csrf_field(req)
-                + "<label><input type=\"checkbox\" name=\"confirm\" value=\"RESET\" id=\"confirm\">"
+        return [msg, note("warn", "Resetting the energy counters is IRREVERSIBLE: all totals and "
+                          "per-phase values are permanently deleted.", "irreversible"),
+                energy_table(), "<form method=\"post\" action=\"/energy/reset\">", csrf_field(req),
+                "<label><input type=\"checkbox\" name=\"confirm\" value=\"RESET\" id=\"confirm\">"
                   " I understand that this cannot be undone</label>"
                   "<label>Your password <input type=\"password\" name=\"password\" "
                   "autocomplete=\"current-password\"></label>"
                   "<button class=\"danger\" id=\"do-reset\">Reset all counters</button> "
-                  "<a href=\"/energy\" id=\"cancel\">Cancel</a></form>")
+                "<a href=\"/energy\" id=\"cancel\">Cancel</a></form>"]
 
     @web.get("/energy/reset")
     async def energy_reset_get(req):
@@ -435,8 +450,8 @@ def build(ctl):
             raise
         except Exception as e:
             return html(req, title, reset_form(req, note("err", "Not reset: %s" % e)), 500)
-        return html(req, "Energy counters", note("ok", "All energy counters were reset to 0.")
-                    + energy_table())
+        return html(req, "Energy counters", [note("ok", "All energy counters were reset to 0."),
+                                             energy_table()])
 
     # -- network and Wi-Fi ---------------------------------------------------
 
@@ -446,15 +461,14 @@ def build(ctl):
                 ("State", w.status()), ("IP address", w.ip() or "-")]
         ap = ctl.ap
         rows.append(("Setup access point", ("on: %s" % ap[0]) if ap else "off"))
-        return "<table>%s</table>" % "".join(
-            "<tr><th class=\"l\">%s</th><td class=\"l\" id=\"net%d\">%s</td></tr>"
-            % (k, i, esc(v)) for i, (k, v) in enumerate(rows))
+        return ["<table>", ["<tr><th class=\"l\">%s</th><td class=\"l\" id=\"net%d\">%s</td></tr>"
+                            % (k, i, esc(v)) for i, (k, v) in enumerate(rows)], "</table>"]
 
     @web.get("/network")
     async def network(req):
-        return html(req, "Network", network_info()
-                    + "<p><a href=\"/wifi\">Wi-Fi setup</a> &middot; "
-                      "<a href=\"/network/reset\" id=\"wifi-reset\">Reset Wi-Fi&hellip;</a></p>")
+        return html(req, "Network", [network_info(), "<p><a href=\"/wifi\">Wi-Fi setup</a> "
+                                     "&middot; <a href=\"/network/reset\" id=\"wifi-reset\">Reset "
+                                     "Wi-Fi&hellip;</a></p>"])
 
     @web.get("/network/reset")
     async def network_reset_get(req):
@@ -472,8 +486,8 @@ def build(ctl):
     async def network_reset_post(req):
         err = ctl.reset_wifi("web", form(req).get("setup") == "1")
         if err:
-            return html(req, "Network", note("err", "Not reset: %s" % err) + network_info(), 500)
-        return html(req, "Network", note("ok", "Wi-Fi reset: not configured.") + network_info())
+            return html(req, "Network", [note("err", "Not reset: %s" % err), network_info()], 500)
+        return html(req, "Network", [note("ok", "Wi-Fi reset: not configured."), network_info()])
 
     def wifi_page(req, msg=""):
         nets = ctl.networks or []
@@ -489,20 +503,22 @@ def build(ctl):
         ap = ctl.ap
         apline = ("The setup access point <strong>%s</strong> is on; it closes when the device "
                   "has joined a network." % esc(ap[0])) if ap else "The setup access point is off."
-        return (msg + status + "<p>" + apline + "</p>"
-                + "<h2>Networks in range</h2>"
-                + ("<table id=\"nets\"><tr><th class=\"l\">Network</th><th>Security</th><th>Signal"
-                   "</th></tr>%s</table>" % "".join(
-                       "<tr><td class=\"l\">%s</td><td>%s</td><td>%d dBm</td></tr>"
-                       % (esc(n["ssid"]), esc(n["auth"]), n["rssi"]) for n in nets)
-                   if nets else "<p>No networks found.</p>")
-                + "<form method=\"post\" action=\"/wifi/scan\">" + csrf_field(req)
-                + "<button id=\"rescan\">Scan again</button></form>"
-                + "<h2>Join a network</h2><form method=\"post\" action=\"/wifi/join\">"
-                + csrf_field(req)
-                + "<label>Network <select name=\"ssid\" id=\"ssid\">%s</select></label>" % "".join(opts)
-                + "<label>Wi-Fi password <input type=\"password\" name=\"key\" id=\"key\" "
-                  "autocomplete=\"off\"></label><button id=\"join\">Join</button></form>")
+        out = [msg, status, "<p>", apline, "</p><h2>Networks in range</h2>"]
+        if nets:
+            out.append("<table id=\"nets\"><tr><th class=\"l\">Network</th><th>Security</th>"
+                       "<th>Signal</th></tr>")
+            out.append(["<tr><td class=\"l\">%s</td><td>%s</td><td>%d dBm</td></tr>"
+                        % (esc(n["ssid"]), esc(n["auth"]), n["rssi"]) for n in nets])
+            out.append("</table>")
+        else:
+            out.append("<p>No networks found.</p>")
+        out += ["<form method=\"post\" action=\"/wifi/scan\">", csrf_field(req),
+                "<button id=\"rescan\">Scan again</button></form>"
+                "<h2>Join a network</h2><form method=\"post\" action=\"/wifi/join\">",
+                csrf_field(req), "<label>Network <select name=\"ssid\" id=\"ssid\">", opts,
+                "</select></label><label>Wi-Fi password <input type=\"password\" name=\"key\" "
+                "id=\"key\" autocomplete=\"off\"></label><button id=\"join\">Join</button></form>"]
+        return out
 
     @web.get("/wifi")
     async def wifi(req):
@@ -542,9 +558,9 @@ def build(ctl):
                         "Switch %s</button></form></td></tr>"
                         % (esc(label), "on" if on else "off", csrf_field(req), esc(key),
                            0 if on else 1, esc(key.replace(".", "-")), "off" if on else "on"))
-        return (msg + "<table><tr><th class=\"l\">Service</th><th>State</th><th></th></tr>%s"
+        return [msg, "<table><tr><th class=\"l\">Service</th><th>State</th><th></th></tr>", rows,
                 "</table><p class=\"small\">A service that is off has its port closed. Switching "
-                "the Web Admin off ends this window and every session now.</p>" % "".join(rows))
+                "the Web Admin off ends this window and every session now.</p>"]
 
     @web.get("/services")
     async def services(req):
@@ -577,20 +593,20 @@ def build(ctl):
 
     @web.get("/security")
     async def security(req):
-        rows = []
-        for seq, t, src, ev, outcome, detail in reversed(fw.audit.events(AUDIT_SHOWN)):
-            rows.append("<tr><td>%d</td><td class=\"l\">%s</td><td class=\"l\">%s</td>"
-                        "<td class=\"l\">%s</td><td class=\"l\">%s</td><td class=\"l\">%s</td>"
-                        "</tr>" % (seq, utc(t), esc(src), esc(ev), esc(outcome), esc(detail)))
+        rows = ("<tr><td>%d</td><td class=\"l\">%s</td><td class=\"l\">%s</td>"
+                "<td class=\"l\">%s</td><td class=\"l\">%s</td><td class=\"l\">%s</td>"
+                "</tr>" % (seq, utc(t), esc(src), esc(ev), esc(outcome), esc(detail))
+                for seq, t, src, ev, outcome, detail in reversed(fw.audit.events(AUDIT_SHOWN)))
         code = req.args.get("m") if req.args else None
         msg = note(*MESSAGES[code]) if code in MESSAGES else ""
-        body = (lock_section(req, msg)
-                + "<h2>Change password</h2>" + (
-                    note("warn", LOCKED_TEXT) if fw.settings.locked else password_form(req, False))
-                + "<h2>Audit log</h2><p class=\"small\">Newest first; the last %d events.</p>"
-                  "<table id=\"audit\"><tr><th>#</th><th class=\"l\">Time (UTC)</th>"
-                  "<th class=\"l\">Source</th><th class=\"l\">Event</th><th class=\"l\">Outcome"
-                  "</th><th class=\"l\">Detail</th></tr>%s</table>" % (AUDIT_SHOWN, "".join(rows)))
+        body = [lock_section(req, msg), "<h2>Change password</h2>",
+                note("warn", LOCKED_TEXT) if fw.settings.locked else password_form(req, False),
+                "<h2>Audit log</h2><p class=\"small\">Newest first; the last %d events.</p>"
+                "<table id=\"audit\"><tr><th>#</th><th class=\"l\">Time (UTC)</th>"
+                "<th class=\"l\">Source</th><th class=\"l\">Event</th><th class=\"l\">Outcome"
+                "</th><th class=\"l\">Detail</th></tr>" % AUDIT_SHOWN]
+        body.append(rows)
+        body.append("</table>")
         return html(req, "Security", body, editable=True)
 
     def lock_section(req, msg=""):
@@ -620,7 +636,7 @@ def build(ctl):
         out.append("<p class=\"small\">At least %d characters. While locked, every "
                    "configuration change is refused on every interface. %s</p>" % (
                        LOCK_MIN_LEN, esc(WIPE)))
-        return "".join(out)
+        return out
 
     @web.post("/lock/<action>")
     async def lock_post(req, action):
@@ -662,9 +678,9 @@ def build(ctl):
                 ("Secure boot", flag(sec.get("secure_boot"))),
                 ("Flash encryption", flag(sec.get("flash_encryption"))),
                 ("Connection", "HTTPS" if req.scheme == "https" else "plain HTTP (not encrypted)"))
-        return html(req, "Device", "<table>%s</table>" % "".join(
+        return html(req, "Device", ["<table>", [
             "<tr><th class=\"l\">%s</th><td class=\"l\" id=\"dev%d\">%s</td></tr>"
-            % (k, i, esc(v)) for i, (k, v) in enumerate(rows)))
+            % (k, i, esc(v)) for i, (k, v) in enumerate(rows)], "</table>"])
 
     @web.errorhandler(Locked)
     async def locked(req, exc):

@@ -24,8 +24,9 @@ owns the sockets and hands microdot a parsed request:
   MAX_HEADERS lines (else closed / 431), the body within BODY_MS and
   MAX_BODY bytes (else 413, decided from Content-Length before reading);
   the handler and the response have deadlines too. A reaper cancels any
-  connection past its deadline. A request is read into one of MAX_CONN + 1
-  buffers allocated when the window opens, and at most MAX_HANDLERS
+  connection past its deadline. A request is read into a buffer of the
+  shared pool (below), the response is gathered in the same buffer once
+  the request is parsed, and at most MAX_HANDLERS
   requests are handled and answered at once, so the memory a window can
   take is bounded whatever clients send; a malformed request is answered
   with one non-blocking send and closed;
@@ -43,7 +44,7 @@ import time
 from microdot import Request, Response
 from microdot.microdot import NoCaseDict
 
-from meter import log
+from meter import log, memory
 
 MAX_CONN = 5
 IDLE_EVICT_MS = 1000
@@ -59,7 +60,11 @@ MAX_HEADERS = 32
 MAX_URL = 512
 MAX_BODY = 1024
 READ = 512  # bytes read at a time
-BUF = MAX_HEAD + 4 + MAX_BODY  # one request
+BUF = MAX_HEAD + 4 + MAX_BODY  # one request: memory.NET_BUF
+# Request buffers come from memory.net_buffers(), shared by every server
+# that is open (the Web Admin and the local API), allocated at start-up and
+# never freed. There are fewer than both servers' MAX_CONN added up (5 + 2):
+# when none is left a newcomer is refused with 503, as by a full server.
 MAX_HANDLERS = 2
 METHODS = ("GET", "HEAD", "POST")
 
@@ -173,6 +178,9 @@ class Server:
 
     def __init__(self, app, host, port, ssl=None, max_conn=MAX_CONN):
         self.app = app
+        # A handler that runs out of memory is answered 503 (try again), as
+        # a request refused at admission is; never microdot's 500.
+        app.errorhandler(MemoryError)(_no_memory)
         self.host = host
         self.port = port
         self.ssl = ssl
@@ -182,9 +190,8 @@ class Server:
         self.peeking = []
         self.handling = 0
         # Request buffers, allocated once while the heap is tidy: a request
-        # is read into one, never grown piece by piece (one spare: an evicted
-        # connection gives its buffer back only once its task has ended).
-        self._bufs = [bytearray(BUF) for _ in range(max_conn + 1)]
+        # is read into one, never grown piece by piece.
+        self._bufs = memory.net_buffers()
         self._peek = bytearray(READ)
         self._srv = None
         self._reaper = None
@@ -302,7 +309,8 @@ class Server:
                     self.peeking.remove(me)
             now = time.ticks_ms()
         # (no await from here until the peeked bytes are copied)
-        if self.closed or n < 0 or not self._bufs or not self._make_room(now, n > 0):
+        if self.closed or n < 0 or not self._bufs or not memory.room() \
+                or not self._make_room(now, n > 0):
             self.stats["refused"] += 1
             # why: a newer newcomer ended its wait / request there but all busy /
             # nothing sent / closed
@@ -311,7 +319,8 @@ class Server:
             self.stats[k] = self.stats.get(k, 0) + 1
             _refuse(writer)
             return
-        buf = self._bufs.pop()
+        bufs = self._bufs  # the pool, even if the server closes meanwhile
+        buf = bufs.pop()
         if n:
             memoryview(buf)[:n] = memoryview(self._peek)[:n]
         conn = Conn(asyncio.current_task(), peer_ip(writer.get_extra_info("peername")), now)
@@ -328,7 +337,7 @@ class Server:
         finally:
             if conn in self.conns:
                 self.conns.remove(conn)
-            self._bufs.append(buf)
+            bufs.append(buf)
             try:
                 await writer.aclose()  # does not yield: safe while cancelled
             except Exception:
@@ -393,12 +402,12 @@ class Server:
             else:
                 conn.set(WRITE, WRITE_MS)
             self.stats["served"] += 1
-            await self._write(res, writer)
+            await self._write(res, writer, buf)
         finally:
             if held:
                 self.handling -= 1
 
-    async def _write(self, res, writer):
+    async def _write(self, res, writer, buf):
         if res is Response.already_handled:
             return
         h = res.headers
@@ -407,41 +416,64 @@ class Server:
                 h[k] = v
         if res.status_code in _REASONS and res.reason is None:
             res.reason = _REASONS[res.status_code]
-        cw = _Coalesce(writer)
-        await res.write(cw)
-        await cw.aclose()  # a response without a body: the head is still here
+        # The request has been parsed out of buf: its bytes are the
+        # response's send buffer now (no allocation per response). An event
+        # stream is sent event by event; anything else in buffer-sized sends.
+        out = _Out(writer, buf, getattr(res.body, "__anext__", None) is not None)
+        try:
+            await res.write(out)
+            await out.aclose()
+        except MemoryError:
+            # Nothing sent yet (a page up to one buffer is sent whole at the
+            # end): answer 503 instead. Else the page is cut short; either
+            # way it is counted, and the connection closes.
+            memory.failed()
+            if not out.sent:
+                _send_now(writer, BUSY)
+            log.warn("web: out of memory answering %d" % res.status_code)
 
 
-class _Coalesce:
-    """microdot writes the status line and every header with its own
-    awrite(): one send each. This joins the head with the first body chunk
-    (one send for a small page) and sends body chunks as they come (event
-    streams)."""
+class _Out:
+    """microdot writes the status line, every header and every body chunk
+    with its own awrite(). This gathers them into the connection's buffer
+    and sends it when full, so a page sent in many small pieces (pages.py
+    streams its parts) goes out in few sends and is never one big string.
+    live=True (event streams): the head and each event are sent at once."""
 
-    def __init__(self, writer):
+    def __init__(self, writer, buf, live):
         self.w = writer
-        self.head = []
+        self.buf = buf
+        self.n = 0
+        self.live = live
         self.body = False
+        self.sent = False
 
     async def awrite(self, data):
-        w = self.w
-        if not self.body:
-            self.head.append(data)
-            if data == b"\r\n":
-                self.body = True
-            return
-        if self.head:
-            self.head.append(data)
-            data = b"".join(self.head)  # Stream.write() sends at once: one piece
-            self.head = None
-        w.write(data)
-        await w.drain()
+        n, buf = self.n, self.buf
+        k = len(data)
+        if n + k > len(buf):
+            await self._flush()
+            n = 0
+        if k > len(buf):
+            self.sent = True
+            self.w.write(data)
+            await self.w.drain()
+        else:
+            buf[n:n + k] = data
+            self.n = n + k
+            if self.live and (self.body or data == b"\r\n"):
+                self.body = True  # the head is complete: send it, then each event
+                await self._flush()
+
+    async def _flush(self):
+        if self.n:
+            self.sent = True
+            self.w.write(memoryview(self.buf)[:self.n])
+            self.n = 0
+            await self.w.drain()
 
     async def aclose(self):
-        if self.head:
-            self.w.write(b"".join(self.head))
-            self.head = None
-            await self.w.drain()
+        await self._flush()
 
 
 async def _read_head(reader, conn, buf):
@@ -491,6 +523,13 @@ def _send_now(writer, data):
         s.close()
     except Exception:
         pass
+
+
+async def _no_memory(req, exc):
+    memory.failed()
+    log.warn("web: out of memory in %s" % req.path)
+    return Response("busy, try again\n", 503, {"Content-Type": "text/plain; charset=UTF-8",
+                                                "Retry-After": "2"})
 
 
 def _refuse(writer):

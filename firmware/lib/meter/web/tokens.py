@@ -55,11 +55,14 @@ def add(web, ctl, html, csrf_field, note, form, esc):
                  "confirmation); an unconfirmed request expires after %d s; a revoked token "
                  "stays listed until deleted.</p>"
                  % ("on" if on else "off", MAX_TOKENS, MAX_PENDING, store.pending_s()))
-        table = ("<table id=\"tokens\"><tr><th class=\"l\">App</th><th class=\"l\">State</th>"
-                 "<th class=\"l\">Asked for (UTC)</th><th class=\"l\">From</th>"
-                 "<th class=\"l\">Confirmed (UTC)</th><th></th></tr>%s</table>" % "".join(rows)
-                 if rows else "<p id=\"no-tokens\">No tokens.</p>")
-        return html(req, "App tokens", msg + intro + table, status)
+        if not rows:
+            return html(req, "App tokens", [msg, intro, "<p id=\"no-tokens\">No tokens.</p>"],
+                        status)
+        # Sent row by row (pages.html): up to MAX_TOKENS rows never become one string.
+        return html(req, "App tokens", [
+            msg, intro, "<table id=\"tokens\"><tr><th class=\"l\">App</th><th class=\"l\">"
+            "State</th><th class=\"l\">Asked for (UTC)</th><th class=\"l\">From</th>"
+            "<th class=\"l\">Confirmed (UTC)</th><th></th></tr>", rows, "</table>"], status)
 
     def act(req, fn, done):
         from meter.tokens import TokenError

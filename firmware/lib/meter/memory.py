@@ -1,0 +1,107 @@
+"""What the firmware knows about its heap, and the one place that decides
+whether there is room for more work.
+
+The GC heap is small (96-128 KiB on the device) and shared by metering,
+the display and every network service. A request that fails halfway for
+want of memory would leave a user with half a page and the firmware with a
+MemoryError in some task, so work that allocates (a new connection, a page,
+a stream, a pairing) asks `room()` first and is refused cleanly when the
+heap is short. `refused` and `errors` count what happened, for the
+benchmark and the tests (control command `mem`).
+"""
+
+import gc
+
+from micropython import const
+
+# A new connection, page or stream needs this much free heap after a
+# collection, in bytes: the largest page renders in pieces of at most 1 KB
+# into per-connection buffers, so this is headroom for the request's own
+# objects plus what metering and the display allocate meanwhile.
+_ROOM = const(12 * 1024)
+
+# The HTTP request buffers (meter/web/server.py): NET_BUFS of NET_BUF bytes,
+# shared by the Web Admin and the local API. Taken once, at start-up while
+# the heap is one free block, and kept: opened and closed all day, the
+# servers would otherwise need six contiguous 2.5 KB blocks from a heap that
+# their own pages have fragmented.
+NET_BUF = const(2564)
+NET_BUFS = const(6)
+_net = None
+
+stats = {"refused": 0, "errors": 0}
+
+
+def reserve():
+    """Allocate the long-lived buffers; App calls it first thing."""
+    global _net
+    if _net is None:
+        _net = [bytearray(NET_BUF) for _ in range(NET_BUFS)]
+
+
+def net_buffers():
+    """The shared request buffers (a list: take with pop(), give back with
+    append())."""
+    reserve()
+    return _net
+
+
+def room(need=_ROOM):
+    """True when `need` bytes are free, collecting first if they are not."""
+    if gc.mem_free() >= need:
+        return True
+    gc.collect()
+    if gc.mem_free() >= need:
+        return True
+    stats["refused"] += 1
+    return False
+
+
+def failed():
+    """Count a MemoryError that was caught and answered."""
+    stats["errors"] += 1
+    gc.collect()
+
+
+def largest_free():
+    """Size of the largest block that can be allocated now, in bytes (a
+    diagnostic: it allocates, so it is for the control socket, not a hot
+    path)."""
+    gc.collect()
+    lo, hi = 0, gc.mem_free()
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        try:
+            b = bytearray(mid)
+            del b
+            lo = mid
+        except MemoryError:
+            hi = mid - 1
+    return lo
+
+
+_hog = []
+
+
+def snapshot(args=None):
+    """The control command `mem`. `mem map` also prints MicroPython's heap
+    block map to the console (the simulator's log); `mem hog N` holds N
+    bytes in 512-byte pieces (a test's way to make the heap short),
+    `mem hog 0` lets them go."""
+    if args and args[0] == "hog":
+        n = int(args[1])
+        if not n:
+            _hog.clear()
+        while n > 0:
+            try:
+                _hog.append(bytearray(512))
+            except MemoryError:
+                break
+            n -= 512
+    gc.collect()
+    if args and args[0] == "map":
+        import micropython
+
+        micropython.mem_info(1)
+    return {"free": gc.mem_free(), "used": gc.mem_alloc(), "largest_free": largest_free(),
+            "refused": stats["refused"], "errors": stats["errors"]}
