@@ -481,6 +481,10 @@ def test_module_lock_commands_and_what_a_locked_device_refuses():
     assert send(cmd="lock_set", new="lockpw1")["result"] == {"lock": "unlocked"}
     r = send(cmd="lock", password="nope")
     assert r["ok"] is False and r["error"].startswith("Wrong password. Try again in 1 s"), r
+    # the right password during the wait is refused unchecked, and not called wrong
+    app.lock.backoff.until = time.ticks_add(time.ticks_ms(), 5000)
+    r = send(cmd="lock", password="lockpw1")
+    assert r["ok"] is False and r["error"] == "Too many attempts: wait 5 s.", r
     app.lock.backoff.until = None
     assert send(cmd="lock", password="lockpw1")["result"] == {"lock": "locked"}
     # the status reply leaves the configuration out while locked
