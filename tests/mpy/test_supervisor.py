@@ -121,7 +121,7 @@ def test_restarted_display_task_does_not_offer_the_pin_reset_again():
         try:
             await until(lambda: seen("POWER W"), "the measurement pages after start-up")
             assert seen("ENERGY ANALYZER"), drawn[:3]  # the start-up screen ran once
-            board.btn.level = BTN_UP | BTN_DOWN  # held from before the crash on
+            board.btn.set(BTN_UP | BTN_DOWN)  # held from before the crash on
             crash[0] = True
             await until(lambda: app.sup.restarts.get("display"), "the display task restarted")
             mark = len(drawn)
@@ -136,7 +136,7 @@ def test_restarted_display_task_does_not_offer_the_pin_reset_again():
             assert app.pin.is_set()
             assert any("task display crashed" in l for l in log.recent())
         finally:
-            board.btn.level = 0
+            board.btn.set(0)
             app.quit()
             await task
 
