@@ -261,6 +261,12 @@ def test_lock_answers_stay_clear_across_web_admin_windows(tmp_path):
         c.login_ok(NEW_PASS)
         r = web_lock(c, "lock", password="not-it")
         assert r.status == 403 and "Wrong password. Try again in 1 s" in r.text, r.status
+        # the right one at once, during the wait: refused unchecked, and the
+        # page says the device waits, not that the password is wrong
+        r = web_lock(c, "lock", password=LOCK_PASS)
+        assert r.status == 403 and "Too many attempts: wait 1 s." in r.text, (
+            r.status, r.text[r.text.find('id="msg"'):][:200])
+        assert "Wrong password" not in r.text
         assert sim.state_()["lock"] == "unlocked"
         assert sim.quit() == 0
 

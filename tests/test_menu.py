@@ -226,9 +226,15 @@ def test_nonsense_input_never_traps_the_user(tmp_path):
             time.sleep(0.3)
             for b in ("up", "down", "ok"):
                 sim.cmd("release", b)
-        for _ in range(20):  # contact bounce: 5 ms blips
-            sim.cmd("tap", "ok", 5)
-        sim.wait_screen("OK:menu")  # bounce alone did not open the menu
+        sim.wait_screen("1/4     OK:menu")
+        for _ in range(20):  # contact bounce: 5 ms blips (each sample sees
+            sim.cmd("tap", "ok", 5)  # the edges between, so never a press)
+        # A blip taken for OK would have opened SET PIN, where DOWN changes
+        # a digit: the next page shows only if none was.
+        sim.tap("down")
+        sim.wait_screen("2/4     OK:menu")
+        sim.tap("up")
+        sim.wait_screen("1/4     OK:menu")
         set_first_pin(sim)
         sim.cmd("press", "ok")  # hold OK for a minute
         time.sleep(60)

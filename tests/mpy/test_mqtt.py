@@ -16,7 +16,7 @@ import time
 
 from upytest import tmpdir
 
-from meter import mqtt
+from meter import cloudcmd, mqtt
 from meter.audit import AuditLog
 from meter.lock import ModuleLock
 from meter.state import State
@@ -335,6 +335,81 @@ def test_old_code_refused_audited_and_slowed_down():
     assert state(app)[:3] == before[:3]
 
 
+def _guesses_per_hour(legit_every_s, hours=3):
+    """An attacker who can publish on the command topic sends a wrong code
+    every second for `hours`, on a simulated clock (the TOTP clock and the
+    throttle's ticks move together); the cloud sends a valid command every
+    `legit_every_s` s (0: never), and when it is told "retry in N s" it
+    retries then, before the attacker's next guess (the worst case: each
+    success clears the doubling wait). Returns (the most wrong codes
+    checked in any hour, the cloud's accepted commands)."""
+    app = App()
+    c = Commands(app)
+    now = [0]
+    checked = []  # seconds at which a wrong code was actually checked
+    SimTime.now = now
+    cloudcmd.time = SimTime
+    try:
+        _attack(app, c, legit_every_s, hours, now, checked)
+    finally:
+        cloudcmd.time = time
+    most = 0
+    j = 0
+    for i, t in enumerate(checked):  # sliding window of one hour
+        while checked[j] <= t - 3600:
+            j += 1
+        most = max(most, i - j + 1)
+    return most, c.totp.accepted
+
+
+class SimTime:
+    """Stands in for `time` in meter.cloudcmd: a clock the test moves."""
+    now = [0]
+    ticks_diff = time.ticks_diff
+    ticks_add = time.ticks_add
+
+    @staticmethod
+    def ticks_ms():
+        return SimTime.now[0]
+
+
+def _attack(app, c, legit_every_s, hours, now, checked):
+    cloud_at = 0
+    for sec in range(hours * 3600):
+        app.board.t = T0 + sec
+        now[0] = sec * 1000
+        if legit_every_s and sec >= cloud_at:
+            r = cmd(c, app, {"id": "cloud", "code": code(0, app.board.t), "cmd": "status"})
+            if r["ok"]:
+                cloud_at = sec + legit_every_s
+            else:
+                assert r["error"].startswith("too many wrong codes: retry in"), r
+                cloud_at = sec + int(r["error"].split()[-2])
+        valid = [code(o, app.board.t) for o in (-1, 0, 1)]
+        guess = "%06d" % (sec % 1000000)
+        if guess in valid:
+            continue
+        r = cmd(c, app, {"id": "g", "code": guess, "cmd": "status"})
+        if r.get("error") == "wrong code":
+            checked.append(sec)
+        else:
+            assert r["error"].startswith("too many wrong codes: retry in"), r
+
+
+def test_wrong_code_budget_holds_with_and_without_legitimate_commands():
+    # The doubling wait is cleared by each success, so with the cloud's
+    # valid commands every 30 s it alone would allow ~580 guesses an hour.
+    # The budget (10, then one per 45 s) is not refilled by successes.
+    bound = 90  # docs/mqtt.md: 10 + 3600 / 45
+    with_cloud, ok = _guesses_per_hour(30)
+    alone, _ = _guesses_per_hour(0)
+    print("wrong codes checked in the worst hour: %d with a valid command every 30 s "
+          "(%d accepted in 3 h), %d without" % (with_cloud, ok, alone))
+    assert with_cloud <= bound and alone <= bound, (with_cloud, alone, bound)
+    assert bound < 100
+    assert ok > 0  # the cloud still gets commands through between the guesses
+
+
 def test_used_step_survives_a_reboot():
     app = App()
     c = Commands(app)
@@ -481,6 +556,10 @@ def test_module_lock_commands_and_what_a_locked_device_refuses():
     assert send(cmd="lock_set", new="lockpw1")["result"] == {"lock": "unlocked"}
     r = send(cmd="lock", password="nope")
     assert r["ok"] is False and r["error"].startswith("Wrong password. Try again in 1 s"), r
+    # the right password during the wait is refused unchecked, and not called wrong
+    app.lock.backoff.until = time.ticks_add(time.ticks_ms(), 5000)
+    r = send(cmd="lock", password="lockpw1")
+    assert r["ok"] is False and r["error"] == "Too many attempts: wait 5 s.", r
     app.lock.backoff.until = None
     assert send(cmd="lock", password="lockpw1")["result"] == {"lock": "locked"}
     # the status reply leaves the configuration out while locked

@@ -351,6 +351,103 @@ def test_torn_format_marker_is_still_blank_noise():
     _torn_format_marker_is_still_blank(True)
 
 
+def _cut_in_first_write(noise, name, first, check):
+    # A blank store, then its first write (which writes the format marker,
+    # then the record) cut at every flash operation, with 0, 16 and 48 bytes
+    # of the cut program landing. After the cut the store must load as
+    # "new" (set up, nothing stored), never as damage; and the next write
+    # must work. `first(part)` opens the store's user on `part` and does the
+    # first write; `check(part, done)` reopens it after the cut.
+    for torn in (0, 16, 48):
+        k = 0
+        while True:
+            d = tmpdir()
+            c = CuttingPartition(part(d, name, noise=noise), k, torn)
+            try:
+                first(c)
+                done = True
+            except Cut:
+                done = False
+            c.p.close()
+            p = part(d, name, noise=noise)
+            check(p, done, (noise, torn, k))
+            p.close()
+            if done:
+                break
+            k += 1
+        # cut at the marker and the record (and, encrypted, the erase before)
+        assert k == (3 if noise else 2), k
+
+
+def _settings_first_write(noise):
+    for key, value in (("ui.pin", "0123456789abcdef$" + "ab" * 32),  # first PIN
+                       ("web.pass", "pbkdf2-sha256$6000$" + "cd" * 16 + "$" + "ef" * 32)):
+        def first(p):
+            s = Settings(LogStore(p))
+            assert s.status == "new"
+            s.update({key: value}, "menu")
+
+        def check(p, done, how):
+            s = Settings(LogStore(p))
+            # never "corrupt"; a cut program may have landed whole: then "ok"
+            assert s.status in (("ok",) if done else ("new", "ok")), (key, how, s.status)
+            assert s.get(key) == (value if s.status == "ok" else ""), (key, how)
+            s.update({key: value + "0"}, "menu")  # and the store goes on working
+            assert Settings(LogStore(p)).get(key) == value + "0", (key, how)
+
+        _cut_in_first_write(noise, "config", first, check)
+
+
+def test_cut_in_first_settings_write_loads_as_new():
+    _settings_first_write(False)
+
+
+def test_cut_in_first_settings_write_loads_as_new_noise():
+    _settings_first_write(True)
+
+
+def _state_and_audit_first_write(noise):
+    from meter import log
+    from meter.state import State
+
+    def first(p):
+        State(LogStore(p)).set("pin_fails", 1)
+
+    def check(p, done, how):
+        mark = len(log.recent())
+        st = State(LogStore(p))
+        # a cut program may have landed whole: then the new value
+        assert st.get("pin_fails") in ((1,) if done else (None, 1)), how
+        warned = [l for l in log.recent()[mark:] if "state:" in l]
+        assert not warned, (how, warned)  # a first write cut is no damage
+        st.set("pin_fails", 2)
+        assert State(LogStore(p)).get("pin_fails") == 2, how
+
+    _cut_in_first_write(noise, "state", first, check)
+
+    def first_a(p):
+        a = AuditLog(LogStore(p), Clock())
+        a.append("system", "boot")  # never raises: losing an event is logged
+        if a.store.latest() is None:
+            raise Cut()
+
+    def check_a(p, done, how):
+        a = AuditLog(LogStore(p), Clock())
+        assert [e[3] for e in a.events()] in ([["boot"]] if done else [[], ["boot"]]), how
+        a.append("menu", "again")
+        assert AuditLog(LogStore(p), Clock()).events()[-1][3] == "again", how
+
+    _cut_in_first_write(noise, "audit", first_a, check_a)
+
+
+def test_cut_in_first_state_and_audit_write_loads_as_new():
+    _state_and_audit_first_write(False)
+
+
+def test_cut_in_first_state_and_audit_write_loads_as_new_noise():
+    _state_and_audit_first_write(True)
+
+
 def test_torn_only_record_is_not_blank_noise():
     # On encrypted flash junk cannot be told from erased space, but the
     # remains of one of our records can: not a first start.

@@ -74,3 +74,73 @@ def test_watchdog_fed_only_while_critical_tasks_beat():
             sup.cancel_all()
 
     asyncio.run(main())
+
+
+def test_restarted_display_task_does_not_offer_the_pin_reset_again():
+    # The real app on the host board: the panel fails once, the display
+    # task crashes and the supervisor restarts it, while UP+DOWN are held.
+    # The forgotten-PIN reset belongs to the start-up screen of a real start
+    # only: after the restart it must not appear, however long they are held.
+    from upytest import tmpdir
+
+    from meter import ui
+    from meter.app import App
+    from meter.board import BTN_DOWN, BTN_UP
+    from meter.board.host import HostBoard
+
+    board = HostBoard(["test", "--state", tmpdir(), "--headless"])
+    app = App(board)
+    app.pin.set("4711", "menu")
+    disp = board.display()
+    show = disp.show
+    drawn = []  # (ticks_ms, screen lines) of every frame
+    crash = [False]
+
+    def spy():
+        show()
+        drawn.append((time.ticks_ms(), disp.text()))
+        if crash[0]:
+            crash[0] = False
+            raise OSError(5)  # the panel's bus fails once
+
+    disp.show = spy
+    saved = ui.SPLASH_MS, ui.RESET_HOLD_MS
+    ui.SPLASH_MS, ui.RESET_HOLD_MS = 300, 1000  # shorter, same rules
+
+    def seen(text, since=0):
+        return [t for t, lines in drawn[since:] if any(text in l for l in lines)]
+
+    async def until(cond, what, ms=15000):
+        t0 = time.ticks_ms()
+        while not cond():
+            assert time.ticks_diff(time.ticks_ms(), t0) < ms, (what, drawn[-3:], log.recent()[-5:])
+            await asyncio.sleep_ms(20)
+
+    async def main():
+        task = asyncio.create_task(app.run())
+        try:
+            await until(lambda: seen("POWER W"), "the measurement pages after start-up")
+            assert seen("ENERGY ANALYZER"), drawn[:3]  # the start-up screen ran once
+            board.btn.set(BTN_UP | BTN_DOWN)  # held from before the crash on
+            crash[0] = True
+            await until(lambda: app.sup.restarts.get("display"), "the display task restarted")
+            mark = len(drawn)
+            await until(lambda: len(drawn) > mark, "a frame after the restart")
+            t_restart = drawn[mark][0]
+            await until(lambda: seen("", mark) and time.ticks_diff(
+                drawn[-1][0], t_restart) > ui.RESET_HOLD_MS + 1000, "frames for the hold time")
+            after = [lines for _, lines in drawn[mark:]]
+            assert not seen("PIN RESET", mark) and not seen("RESET PIN", mark), after[-1]
+            assert not seen("ENERGY ANALYZER", mark), after[0]
+            assert "POWER W" in after[-1][0], after[-1]
+            assert app.pin.is_set()
+            assert any("task display crashed" in l for l in log.recent())
+        finally:
+            board.btn.set(0)
+            app.quit()
+            await task
+
+    try:
+        asyncio.run(main())
+    finally:
+        ui.SPLASH_MS, ui.RESET_HOLD_MS = saved

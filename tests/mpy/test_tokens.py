@@ -13,7 +13,7 @@ from meter.settings import Locked, Settings
 from meter import tokens as tk
 from meter.tokens import TokenError, TokenStore
 
-from test_store import Clock, Cut, CuttingPartition
+from test_store import Clock, Cut, CuttingPartition, _cut_in_first_write
 
 HEAP = "512k"
 
@@ -242,6 +242,42 @@ def test_a_power_cut_during_a_write_leaves_the_previous_table():
             s.confirm(t3.id, "web")
             assert dev.open().find(tok3).state == "active"
     assert worst == 2  # an erase and a program were both cut somewhere
+
+
+def _first_confirm_cut(noise):
+    # The first confirmation writes the format marker and the first table:
+    # a cut at any of its flash operations leaves a "new" store (no token,
+    # as before), never "corrupt", and the next confirmation works.
+    settings = Settings(LogStore(FilePartition(tmpdir() + "/config", 4 * 4096)))
+    made = []
+
+    def first(p):
+        s = TokenStore(LogStore(p), settings, Audit(), Clock())
+        assert s.status == "new"
+        tok, t = s.request("phone", "192.168.1.20")
+        made[:] = [tok]
+        s.confirm(t.id, "web")
+
+    def check(p, done, how):
+        s = TokenStore(LogStore(p), settings, Audit(), Clock())
+        # a cut program may have landed whole: then the token is there
+        assert s.status in (("ok",) if done else ("new", "ok")), (how, s.status)
+        got = s.find(made[0])
+        assert (got is not None and got.state == "active") == (s.status == "ok"), how
+        tok, t = s.request("tablet", "192.168.1.21")
+        s.confirm(t.id, "web")
+        s2 = TokenStore(LogStore(p), settings, Audit(), Clock())
+        assert s2.status == "ok" and s2.find(tok).state == "active", how
+
+    _cut_in_first_write(noise, "tokens", first, check)
+
+
+def test_a_cut_in_the_first_confirmation_loads_as_new():
+    _first_confirm_cut(False)
+
+
+def test_a_cut_in_the_first_confirmation_loads_as_new_noise():
+    _first_confirm_cut(True)
 
 
 def test_corrupt_store_fails_closed():

@@ -38,6 +38,9 @@ class App:
                                        self.settings.require_unlocked)
         self._lock = None
         self.pin = PinGuard(self.settings, self.state_, self.audit)
+        # The start-up screen (and its forgotten-PIN reset) is shown once per
+        # start of the firmware, not again when the display task restarts.
+        self.startup_shown = False
         # Features register what the menu shows: (where, label, fn(ui)) and
         # network services as (label, settings key).
         self.menu_entries = []

@@ -5,7 +5,12 @@ most one event (an int, 0 for none). It only reads the board's button mask,
 so it never blocks. Rules:
 
 - a level counts once it has been stable for DEBOUNCE_MS (contact bounce is
-  ignored);
+  ignored), each button on its own. Stable means no change at all: the
+  board also reports the buttons that had edges between two samples
+  (`edges()`, a pin interrupt on the device), and an edge since the last
+  sample starts that button's time again, so that pulses shorter than
+  POLL_MS (mains interference repeats every 20 ms) never add up to a press
+  however they fall between the samples;
 - a short press is reported on release, so that a long press or the UP+DOWN
   combination never also counts as a short press;
 - a long press is reported once, when the button has been held LONG_MS;
@@ -17,6 +22,8 @@ so it never blocks. Rules:
 
 import time
 
+from micropython import const
+
 from meter.board import BTN_DOWN, BTN_OK, BTN_UP
 
 UP = 1
@@ -27,22 +34,30 @@ DOWN_LONG = 5
 OK_LONG = 6
 COMBO = 7
 
-POLL_MS = 20
-DEBOUNCE_MS = 40
-LONG_MS = 800
+POLL_MS = const(20)
+DEBOUNCE_MS = const(40)  # a press needs >= 60 ms (40 + up to one poll) to count
+LONG_MS = const(800)
 
 _SHORT = {BTN_UP: UP, BTN_DOWN: DOWN, BTN_OK: OK}
 _LONG = {BTN_UP: UP_LONG, BTN_DOWN: DOWN_LONG, BTN_OK: OK_LONG}
 _BOTH = BTN_UP | BTN_DOWN
+# Built once: a tuple of these (non-const) names written in poll() would be
+# a new allocation every 20 ms.
+_EACH = (BTN_UP, BTN_DOWN, BTN_OK)
+_ALL = BTN_UP | BTN_DOWN | BTN_OK
 
 
 class Buttons:
     def __init__(self, hw):
         self.hw = hw
+        hw.edges()  # what moved before we started does not count
         self.stable = hw.read()
         self._raw = self.stable
         now = time.ticks_ms()
-        self._raw_since = now
+        # per button: when its level last moved (sampled, or an edge between
+        # samples); each button is debounced on its own, so noise on one
+        # does not hold up another's release
+        self._since = {BTN_UP: now, BTN_DOWN: now, BTN_OK: now}
         # held since before start: counts from now (the start-up reset
         # times UP+DOWN held from power-on)
         self._down_at = {BTN_UP: now, BTN_DOWN: now, BTN_OK: now}
@@ -56,24 +71,31 @@ class Buttons:
         if self.stable & mask != mask:
             return 0
         now = time.ticks_ms() if now is None else now
-        start = max(self._down_at[b] for b in (BTN_UP, BTN_DOWN, BTN_OK) if b & mask)
+        start = max(self._down_at[b] for b in _EACH if b & mask)
         return time.ticks_diff(now, start)
 
     def poll(self, now=None):
         now = time.ticks_ms() if now is None else now
-        raw = self.hw.read() & (BTN_UP | BTN_DOWN | BTN_OK)
-        if raw != self._raw:
-            self._raw = raw
-            self._raw_since = now
-        elif raw != self.stable and time.ticks_diff(now, self._raw_since) >= DEBOUNCE_MS:
-            self._change(raw, now)
+        moved = self.hw.edges()  # before read(): an edge in between shows in both
+        raw = self.hw.read() & _ALL
+        moved |= raw ^ self._raw
+        self._raw = raw
+        new = self.stable
+        since = self._since
+        for b in _EACH:
+            if moved & b:
+                since[b] = now
+            elif (raw ^ new) & b and time.ticks_diff(now, since[b]) >= DEBOUNCE_MS:
+                new ^= b
+        if new != self.stable:
+            self._change(new, now)
         if self._pending:
             return self._pending.pop(0)
         held = self.stable & ~self._used
         if self.stable & _BOTH == _BOTH and held & _BOTH:
             self._used |= _BOTH
             return COMBO
-        for b in (BTN_UP, BTN_DOWN, BTN_OK):
+        for b in _EACH:
             if held & b and time.ticks_diff(now, self._down_at[b]) >= LONG_MS:
                 self._used |= b
                 return _LONG[b]
@@ -82,7 +104,7 @@ class Buttons:
     def _change(self, new, now):
         old = self.stable
         self.stable = new
-        for b in (BTN_UP, BTN_DOWN, BTN_OK):
+        for b in _EACH:
             if new & b and not old & b:
                 self._down_at[b] = now
             elif old & b and not new & b:

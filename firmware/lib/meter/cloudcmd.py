@@ -22,8 +22,12 @@ Rules (RFC 6238 section 5.2; shared/notes/security.md section 3):
   at or below it is refused. One step per code also means at most one
   command per 30 s on average (two in a burst, with the T+1 code).
 - a wrong or replayed code is audited and blocks the next attempts for
-  1, 2, 4 ... 64 s (doubling per failure; under 100 tries an hour, ASVS
-  2.2.1); codes arriving while blocked are not checked at all.
+  1, 2, 4 ... 64 s (doubling per failure, cleared by a success); and all
+  failures draw on one budget, a bucket of BUDGET tries refilled one per
+  REFILL_S, which no success refills: at most BUDGET + 3600 / REFILL_S = 90
+  wrong codes in any hour (ASVS 2.2.1), even while the cloud's own valid
+  commands keep clearing the doubling. Codes arriving while blocked are not
+  checked at all.
 - no command is accepted while the clock is not known (board.time_valid()).
 - the message is validated completely (size, JSON, types, known command
   and fields) before the code is checked: a malformed message changes
@@ -40,6 +44,8 @@ Rules (RFC 6238 section 5.2; shared/notes/security.md section 3):
 import json
 import time
 
+from micropython import const
+
 from meter import VERSION, log
 from meter.crypto import compare_digest, hotp
 
@@ -50,6 +56,11 @@ MAX_PAYLOAD = 1024  # bytes; anything longer is refused unparsed
 MAX_ID = 64
 THROTTLE_MAX_S = 64
 QUIET_RESET_S = 900  # failures older than this are forgotten
+# The guess budget: a success clears the doubling wait (the cloud must not
+# stay slowed down), so it alone would let an attacker guess ~580 times an
+# hour between the cloud's commands every 30 s. The bucket bounds that.
+BUDGET = const(10)  # wrong codes in a burst
+REFILL_S = const(45)  # then one per 45 s: at most 10 + 3600 / 45 = 90 an hour
 MIN_SECRET_BYTES = 16  # RFC 4226 section 4: at least 128 bits
 SECRET_FILE = "totp.secret"
 STEP_FILE = "totp.last"
@@ -103,7 +114,9 @@ class Totp:
         self.path = board.files + "/" + STEP_FILE
         self._secret = None
         self.last = None  # highest accepted step; loaded on first use
-        self.fails = 0
+        self.fails = 0  # consecutive failures (the doubling wait)
+        self.debt = 0  # budget used: BUDGET means empty
+        self._debt_at = 0  # ticks_ms from which the next refill counts
         self._blocked_until = 0  # ticks_ms
         self._last_fail_ms = 0
         self._throttle_audited = False
@@ -161,12 +174,25 @@ class Totp:
 
     # -- verification -----------------------------------------------------------
 
+    def _refill(self, now):
+        while self.debt and time.ticks_diff(now, self._debt_at) >= REFILL_S * 1000:
+            self.debt -= 1
+            self._debt_at = time.ticks_add(self._debt_at, REFILL_S * 1000)
+        if not self.debt:
+            self._debt_at = now
+
     def blocked_s(self):
-        left = time.ticks_diff(self._blocked_until, time.ticks_ms())
+        now = time.ticks_ms()
+        left = time.ticks_diff(self._blocked_until, now)
+        self._refill(now)
+        if self.debt >= BUDGET:  # budget used up: until the next refill
+            left = max(left, REFILL_S * 1000 - time.ticks_diff(now, self._debt_at))
         return (left + 999) // 1000 if left > 0 else 0
 
     def _fail(self, why, cid):
         now = time.ticks_ms()
+        self._refill(now)
+        self.debt += 1  # blocked_s() refused the try if this were over BUDGET
         if time.ticks_diff(now, self._last_fail_ms) > QUIET_RESET_S * 1000:
             self.fails = 0
         self.fails += 1
@@ -209,7 +235,7 @@ class Totp:
             log.exc("totp: cannot store the used step", e)
             raise CmdError("cannot record code use: refused")
         self.last = step
-        self.fails = 0
+        self.fails = 0  # the doubling starts over; the budget does not refill
         self.accepted += 1
 
 

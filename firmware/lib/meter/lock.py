@@ -14,7 +14,9 @@ checked as a coroutine so the loop keeps running.
 
 Wrong passwords: each one blocks the next try for 1, 2, 4 ... s, up to an
 hour; the count is stored before the answer is given and survives power
-cuts (meter/backoff.py, the same rule as the PIN). There is
+cuts (meter/backoff.py, the same rule as the PIN). A try during the wait is
+refused unchecked with "Too many attempts: wait N s." (never "wrong
+password": it may be the right one). There is
 no way around a forgotten password on the device: recovery is the service
 centre's factory wipe over USB, which erases all configuration.
 """
@@ -141,7 +143,9 @@ class ModuleLock:
 
         wait = self.wait_s()
         if wait:
-            raise LockError("Wrong password. Try again in %d s." % wait)
+            # Refused unchecked: the password may well be right, so the
+            # answer says that the device waits, not that it was wrong.
+            raise LockError("Too many attempts: wait %d s." % wait)
         ok = (isinstance(password, str) and len(password) <= MAX_LEN
               and await passwd.verify(self.settings.get("lock.hash"), password))
         if ok:

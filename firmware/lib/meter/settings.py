@@ -7,8 +7,8 @@ LogStore record holding all explicitly set values, so a change is either
 fully stored or not at all.
 
 Only values someone set are stored; defaults live in the code. A store that
-cannot be read (no valid record although the flash is not blank) runs on
-defaults in RAM and reports "corrupt": nothing is written back on its own,
+cannot be read (no valid record although the flash is neither blank nor
+set up by a first write that was cut) runs on defaults in RAM and reports "corrupt": nothing is written back on its own,
 so the damaged data stays for inspection until someone changes a setting.
 
 The module lock (docs/security.md, "Module lock") lives here too: while
@@ -129,7 +129,9 @@ class Settings:
     def load(self):
         rec = self.store.latest()
         if rec is None:
-            self.status = "new" if self.store.blank else "corrupt"
+            # formatted without a data record: set up, and the first write
+            # was cut (docs/energy.md); nothing was ever stored, so "new"
+            self.status = "new" if self.store.blank or self.store.formatted else "corrupt"
             if self.status == "corrupt":
                 log.error("settings: no valid record, running on defaults")
             return

@@ -25,7 +25,9 @@ class State:
                     self._d = d
             except ValueError:
                 pass
-        if store.damaged and rec is None:
+        if rec is None and not (store.blank or store.formatted):
+            # (blank or formatted without a record: new, or the first write
+            # was cut, which lost nothing)
             log.warn("state: unreadable, starting from empty")
 
     def get(self, key, default=None):

@@ -116,7 +116,9 @@ class TokenStore:
         self.tokens = []
         rec = self.store.latest()
         if rec is None:
-            self.status = "new" if self.store.blank else "corrupt"
+            # formatted without a data record: the first confirmation was
+            # cut, nothing was ever stored (docs/energy.md): "new"
+            self.status = "new" if self.store.blank or self.store.formatted else "corrupt"
         else:
             try:
                 for e in json.loads(rec[2])["t"]:

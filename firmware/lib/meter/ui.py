@@ -484,7 +484,11 @@ class Ui:
         self.dirty = False
 
     async def run(self):
-        self.stack.append(Startup(self))
+        if not self.app.startup_shown:
+            # Once per start: the supervisor restarts a crashed display task,
+            # and the PIN reset must need a real power cycle (docs/ui.md).
+            self.app.startup_shown = True
+            self.stack.append(Startup(self))
         since = 0
         while True:
             ev = self.buttons.poll()

@@ -38,14 +38,34 @@ class Pin:
     OPEN_DRAIN = 7
     PULL_UP = 2
     PULL_DOWN = 1
+    IRQ_RISING = 1  # the esp32 port's values
+    IRQ_FALLING = 2
 
     def __init__(self, id, mode=-1, pull=-1, value=None):
         self.id = id
         self.mode = mode
         self.pull = pull
-        # An input with a pull-up idles high; tests set `level` directly.
+        # An input with a pull-up idles high; tests set `level` directly,
+        # or drive() it to also run the interrupt handler.
         self.level = 1 if (value or pull == Pin.PULL_UP) else 0
+        self.handler = None
+        self.trigger = 0
         pins[id] = self
+
+    def irq(self, handler=None, trigger=3, hard=False):
+        self.handler = handler
+        self.trigger = trigger
+
+    def drive(self, level):
+        """The outside world moves an input: the level, and the handler
+        if its trigger matches the edge (as the port schedules it)."""
+        level = 1 if level else 0
+        if level == self.level:
+            return
+        self.level = level
+        edge = Pin.IRQ_RISING if level else Pin.IRQ_FALLING
+        if self.handler is not None and self.trigger & edge:
+            self.handler(self)
 
     def value(self, v=None):
         if v is None:

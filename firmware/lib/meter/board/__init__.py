@@ -11,7 +11,11 @@ meter_spi()           SPI link to the ATM90E32AS: an object with
 display()             128x64 monochrome display: `.fb` is a
                       framebuf.FrameBuffer (MONO_VLSB, as an SSD1306),
                       `.show()` pushes it to the panel.
-buttons()             `.read()` -> bitmask of pressed buttons (UP, DOWN, OK).
+buttons()             a `Buttons` (below): `.read()` -> bitmask of pressed
+                      buttons (UP, DOWN, OK); `.edges()` -> bitmask of the
+                      buttons whose level changed since the last call (and
+                      clears it), including pulses that ended between two
+                      reads.
 partition(label)      raw flash partition, block-device protocol of
                       esp32.Partition: readblocks(block, buf, offset),
                       writeblocks(block, buf, offset) programs without erase,
@@ -40,6 +44,24 @@ services()            list of (name, coroutine function) the app runs under
 BTN_UP = 1
 BTN_DOWN = 2
 BTN_OK = 4
+
+
+class Buttons:
+    """What a board's buttons() returns. The debouncer (meter/buttons.py)
+    samples read() every 20 ms; edges() tells it that the level moved in
+    between, so a glitch shorter than a sample period (mains interference
+    repeats every 20 ms) never looks stable. Both are called in the UI's
+    hot path: they must not allocate."""
+
+    def read(self):
+        """Bitmask of the buttons held now."""
+        raise NotImplementedError
+
+    def edges(self):
+        """Bitmask of the buttons whose level changed since the last call,
+        then clear. The default is for a board that cannot see between
+        reads: 0, and only the sampled levels count."""
+        return 0
 
 
 def load(name=None, argv=None):

@@ -13,7 +13,7 @@ importing this module (and constructing the board) imports neither
 
 from micropython import const
 
-from meter.board import BTN_DOWN, BTN_OK, BTN_UP
+from meter.board import BTN_DOWN, BTN_OK, BTN_UP, Buttons
 
 _SPI_ID = const(2)  # VSPI
 _SPI_BAUD = const(200000)
@@ -395,11 +395,47 @@ class _MeterSpi:
             cs.value(1)
 
 
-class _Buttons:
+_EACH = (BTN_UP, BTN_DOWN, BTN_OK)
+
+
+class _Buttons(Buttons):
+    """Levels read from the pins; edges counted by a pin interrupt on both
+    edges of every button, so a pulse between two reads is seen too. Each
+    button's handler (a scheduled, soft IRQ; made once here) only bumps its
+    16-bit counter: no allocation, and edges() compares the counters with
+    the ones it saw last, so it never races a handler (each side writes
+    its own array)."""
+
     def __init__(self, up, down, ok):
+        from array import array
+
         self._up = up
         self._down = down
         self._ok = ok
+        self._n = array("H", (0, 0, 0))  # edges per button, modulo 2**16
+        self._seen = array("H", (0, 0, 0))  # _n at the last edges()
+        trig = up.IRQ_FALLING | up.IRQ_RISING
+        for i, p in enumerate((up, down, ok)):
+            p.irq(handler=self._counter(i), trigger=trig)
+
+    def _counter(self, i):
+        n = self._n
+
+        def edge(pin):
+            n[i] = (n[i] + 1) & 0xFFFF
+
+        return edge
+
+    def edges(self):
+        n = self._n
+        seen = self._seen
+        m = 0
+        for i in range(3):
+            c = n[i]
+            if c != seen[i]:
+                seen[i] = c
+                m |= _EACH[i]
+        return m
 
     def read(self):
         m = 0

@@ -27,7 +27,7 @@ import time
 
 import framebuf
 
-from meter.board import BTN_DOWN, BTN_OK, BTN_UP
+from meter.board import BTN_DOWN, BTN_OK, BTN_UP, Buttons
 from meter.board.flashfile import FilePartition
 
 W = 128
@@ -196,14 +196,15 @@ class HostBoard:
         cmd, args = words[0], words[1:]
         if cmd in ("press", "release", "tap"):
             mask = _BTN[args[0]]
+            b = self.btn
             if cmd == "release":
-                self.btn.level &= ~mask
+                b.set(b.level & ~mask)
             else:
-                self.btn.level |= mask
+                b.set(b.level | mask)
                 if cmd == "tap":  # a finger: down, then up for as long
                     ms = int(args[1]) if len(args) > 1 else 120
                     await asyncio.sleep_ms(ms)
-                    self.btn.level &= ~mask
+                    b.set(b.level & ~mask)
                     await asyncio.sleep_ms(ms)
             return {"ok": True}
         if cmd == "screen":
@@ -258,9 +259,10 @@ class HostBoard:
             if k == b"b":
                 mask, hold = BTN_UP | BTN_DOWN, 6000
             if mask:
-                self.btn.level |= mask
+                b = self.btn
+                b.set(b.level | mask)
                 await asyncio.sleep_ms(hold)
-                self.btn.level &= ~mask
+                b.set(b.level & ~mask)
 
 
 _restore = []
@@ -287,12 +289,27 @@ def _isatty():
 _EPOCH_OFFSET = 0 if time.gmtime(0)[0] == 1970 else 946684800
 
 
-class HostButtons:
+class HostButtons(Buttons):
+    """Levels set by the keys and the control socket through set(), which
+    records the changed buttons as the device's pin interrupt does: a tap
+    shorter than the UI's 20 ms sampling is seen as edges (and so as
+    bounce)."""
+
     def __init__(self):
         self.level = 0
+        self._edges = 0
+
+    def set(self, level):
+        self._edges |= level ^ self.level
+        self.level = level
 
     def read(self):
         return self.level
+
+    def edges(self):
+        e = self._edges
+        self._edges = 0
+        return e
 
 
 # Networks the simulated station finds: (ssid, rssi dBm, auth, key). "sim"
