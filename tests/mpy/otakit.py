@@ -10,6 +10,7 @@ exactly like one from an openssl key (tests/test_sign.py checks the
 firmware against openssl-made keys and signatures).
 """
 
+import gc
 import hashlib
 import os
 
@@ -67,6 +68,10 @@ class Key:
             if p not in primes:
                 primes.append(p)
                 n *= p
+            # Collect as we go: the key's survivors then sit together at the
+            # bottom of the heap instead of scattered through it, which
+            # would leave no room for a 16 KiB buffer in a 512 KiB heap.
+            gc.collect()
         lo = ((1 << 3071) + n - 1) // n  # the last prime: n * q has 3072 bits
         hi = ((1 << 3072) - 1) // n
         q = _prime(lo, hi)
