@@ -248,7 +248,9 @@ def test_update_installs_and_boots_new_image_pending_verify():
     u = updater(o, audit=a, progress=lambda n, t: seen.append((n, t)))
     assert ota.busy()
     assert feed_all(u, otakit.update_file(K1, pay, version="0.2.0"), 777) == "0.2.0"
-    assert not ota.busy()
+    assert ota.busy()  # installed: no other update until the restart
+    e = raises(ota.UpdateError, updater, o)
+    assert str(e) == "an update is installed and waits for the restart"
     assert slot_bytes(o.slots[1], len(pay)) == pay
     assert slot_image_ok(o.slots[1]) == 0x000200
     assert seen[0] == (777, 448 + 10000) and seen[-1] == (448 + 10000, 448 + 10000)
@@ -471,6 +473,13 @@ def test_async_reader_source_and_broken_source():
     assert "broke off" in str(e) and not ota.busy()
     assert a.events[-1][1:3] == ("ota update", "cancelled")
     assert o.otadata.active() == -1
+
+
+def test_restart_saves_counters_audits_then_resets():
+    app = FakeApp()
+    ota.restart(app, "0.2.0")
+    assert app.flushed == 1 and app.resets == 1
+    assert app.audit.events == [("system", "ota restart", "ok", "0.2.0")]
 
 
 # -- power cuts ---------------------------------------------------------------------

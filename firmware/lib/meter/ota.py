@@ -31,7 +31,8 @@ from meter import SECURITY_VERSION, VERSION, log, otafmt
 _BLOCK = const(4096)
 _REC = const(448)  # otafmt.RECORD_LEN
 
-_current = [None]  # the update in progress
+_INSTALLED = "installed"
+_current = [None]  # the update in progress, or _INSTALLED
 
 
 class UpdateError(Exception):
@@ -39,6 +40,8 @@ class UpdateError(Exception):
 
 
 def busy():
+    """True while an update runs, and after one was installed (until the
+    restart)."""
     return _current[0] is not None
 
 
@@ -51,6 +54,8 @@ class Updater:
         progress(bytes_received, total or None) after each chunk."""
         self.audit = audit
         self.source = source
+        if _current[0] is _INSTALLED:
+            self._refuse("an update is installed and waits for the restart")
         if _current[0] is not None:
             self._refuse("another update is in progress")
         if settings is not None:
@@ -136,7 +141,9 @@ class Updater:
             self.slot.set_boot()
         except Exception as e:
             self._failed(e)
-        _current[0] = None
+        # Until the restart: another update would overwrite the slot that
+        # otadata now points at.
+        _current[0] = _INSTALLED
         v = otafmt.version_text(self._head[1])
         self._log("installed", "ok", v)
         return v
