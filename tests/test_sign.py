@@ -100,7 +100,8 @@ def test_verify_refuses_other_key_tampering_and_truncation(keys, tmp_path):
     assert "signature check failed" in run("verify", str(out), "--key", keys[0]).stderr
     data[10] ^= 1
     out.write_bytes(bytes(data[:-1]))
-    assert "payload is 699 bytes, the header says 700" in run("verify", str(out), "--key", keys[0]).stderr
+    r = run("verify", str(out), "--key", keys[0])
+    assert "payload is 699 bytes, the header says 700" in r.stderr
     data[-1] ^= 1
     out.write_bytes(bytes(data))
     assert "SHA-256 does not match" in run("verify", str(out), "--key", keys[0]).stderr

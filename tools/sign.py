@@ -70,7 +70,8 @@ def modulus(key_path):
             continue
         n = bytes.fromhex(out.strip().split("=", 1)[1])
         if len(n) != otafmt.SIG_LEN:
-            raise SignError("%s is a %d-bit key; updates need RSA-%d" % (key_path, len(n) * 8, BITS))
+            raise SignError("%s is a %d-bit key; updates need RSA-%d"
+                            % (key_path, len(n) * 8, BITS))
         return n
     raise SignError("not an RSA key: " + key_path)
 

@@ -384,13 +384,14 @@ def test_refuse_wrong_target():
 
 
 def test_refuse_older_and_same_version():
-    _refused(otakit.update_file(K1, b"abc", version="0.0.9"), "0.0.9 is not newer than the running 0.1.0")
+    _refused(otakit.update_file(K1, b"abc", version="0.0.9"),
+             "0.0.9 is not newer than the running 0.1.0")
     _refused(otakit.update_file(K1, b"abc", version="0.1.0"), "0.1.0 is not newer")
 
 
 def test_refuse_lower_security_version():
-    _refused(otakit.update_file(K1, b"abc", version="9.0.0", secver=1), "security version 1 is older",
-             secver=2)
+    _refused(otakit.update_file(K1, b"abc", version="9.0.0", secver=1),
+             "security version 1 is older than the running 2", secver=2)
 
 
 def test_refuse_too_large_for_slot():
@@ -607,7 +608,8 @@ def test_selftest_times_out_audits_saves_and_resets():
     cs = [("Cloud MQTT", lambda: "mqtt task crashed")]
     assert asyncio.run(selftest.run(app, o, cs, 30, 5)) == "Cloud MQTT: mqtt task crashed"
     assert o.marked == 0 and app.resets == 1 and app.flushed == 1
-    assert app.audit.events == [("system", "ota self-test", "failed", "Cloud MQTT: mqtt task crashed")]
+    assert app.audit.events == [("system", "ota self-test", "failed",
+                                 "Cloud MQTT: mqtt task crashed")]
 
 
 def test_selftest_does_nothing_for_a_confirmed_image():

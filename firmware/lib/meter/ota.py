@@ -1,25 +1,18 @@
 """Firmware update: a signed update file streamed into the inactive app slot.
 
 Loaded only when an update starts (never at start-up). The file
-(meter/otafmt.py, docs/ota.md) arrives in chunks of any size from any
-source: feed(chunk) ... finish(), or cancel(). Memory stays constant
-whatever the file size: one 4 KiB block buffer and the 448-byte record
-(header and signature), allocated once.
+(meter/otafmt.py) arrives in chunks of any size from any source:
+feed(chunk) ... finish(), or cancel(). Memory stays constant whatever the
+file size: one 4 KiB block buffer and the 448-byte record (header and
+signature), allocated once.
 
-Order of work, so that a bad file costs nothing:
-1. header + signature (first 448 bytes): format, known key, signature,
-   target, security version not lower, version newer, fits the slot; only
-   then is the first block of the inactive slot erased;
-2. payload: each 4 KiB block erased and programmed in turn, SHA-256 as it
-   goes;
-3. finish: length and hash as signed, the slot read back and hashed again
-   (what will boot, not what was sent), the record written to the slot's
-   last block (for the bootloader), then set_boot().
-
-Nothing before set_boot() touches otadata or the running slot, so any
-failure, cancel or power cut leaves the running firmware booting. Every
-outcome is audited; every refusal raises UpdateError with a message for the
-user. One update at a time.
+The header and signature are checked before the first erase; the payload is
+hashed as it is written block by block; finish() checks length and hash,
+reads the slot back, writes the slot record and calls set_boot(). Nothing
+before set_boot() touches otadata or the running slot, so any failure,
+cancel or power cut leaves the running firmware booting. Every outcome is
+audited; every refusal raises UpdateError, its message for the user. One
+update at a time. Details: docs/ota.md.
 """
 
 import hashlib
@@ -69,7 +62,6 @@ class Updater:
             self._refuse("the running firmware has not passed its self-test yet")
         if keys is None:
             from meter.otakeys import KEYS as keys
-        self.ota = ota
         self.keys = keys
         self.target = target
         self.version = otafmt.version_code(version)
@@ -91,6 +83,8 @@ class Updater:
     # -- stream ----------------------------------------------------------------
 
     def feed(self, chunk):
+        """Take the next piece of the file (any size); UpdateError ends
+        the update."""
         self._live()
         try:
             self._feed(memoryview(chunk))
@@ -128,7 +122,8 @@ class Updater:
         self._live()
         try:
             if self.length is None:
-                raise UpdateError("the file is truncated (%d bytes, no complete header)" % self._got)
+                raise UpdateError("the file is truncated (%d bytes, no complete header)"
+                                  % self._got)
             got = self._got - _REC
             if got < self.length:
                 raise UpdateError("the file is truncated (%d of %d bytes)" % (got, self.length))
@@ -168,9 +163,11 @@ class Updater:
         if not otafmt.signature_ok(mv[:otafmt.HEAD_LEN], mv[otafmt.HEAD_LEN:], key):
             raise UpdateError("signature check failed: damaged or not an official update")
         if target != self.target:
-            raise UpdateError("the file is for another device (%s, this is %s)" % (target, self.target))
+            raise UpdateError("the file is for another device (%s, this is %s)"
+                              % (target, self.target))
         if secver < self.secver:
-            raise UpdateError("security version %d is older than the running %d" % (secver, self.secver))
+            raise UpdateError("security version %d is older than the running %d"
+                              % (secver, self.secver))
         if version <= self.version:
             raise UpdateError("version %s is not newer than the running %s" % (
                 otafmt.version_text(version), otafmt.version_text(self.version)))
@@ -206,13 +203,9 @@ class Updater:
             raise UpdateError("the written image reads back wrong (flash fault)")
 
     def _write_record(self):
-        buf = self._buf
-        for i in range(_BLOCK):
-            buf[i] = 0xFF
-        buf[:_REC] = self._rec
-        last = self.blocks - 1
+        last = self.blocks - 1  # 448 bytes: a multiple of 16 (encrypted flash)
         self.slot.ioctl(6, last)
-        self.slot.writeblocks(last, buf, 0)
+        self.slot.writeblocks(last, self._rec, 0)
 
     # -- outcome ---------------------------------------------------------------
 
