@@ -224,6 +224,17 @@ def test_bootloader_refuses_a_signature_from_an_untrusted_key(keys, tmp_path):
     assert exe.endswith("slot-0") and "ota_1: signature check failed" in msgs[0]
 
 
+def test_bootloader_partition_sizes_are_the_partition_table():
+    sizes = {}
+    with open(os.path.join(ROOT, "docs", "partitions.csv")) as f:
+        for line in f:
+            cols = [c.strip() for c in line.split("#")[0].split(",")]
+            if len(cols) >= 5:
+                sizes[cols[0]] = int(cols[4], 16)
+    assert (bootloader.OTADATA_SIZE, bootloader.SLOT_SIZE) == (sizes["otadata"], sizes["ota_0"])
+    assert sizes["ota_1"] == sizes["ota_0"]
+
+
 def test_image_larger_than_a_slot_is_refused_by_factory_install(tmp_path):
     img = tmp_path / "big"
     img.write_bytes(b"\0" * (0x180000 - 4096 + 1))

@@ -235,6 +235,36 @@ def test_otadata_rollback_rule_new_pending_then_aborted():
     assert o.mark_valid() is False  # nothing to do
 
 
+def _csv_sizes():
+    sizes = {}
+    with open("docs/partitions.csv") as f:  # the tests run from the repository root
+        for line in f:
+            cols = [c.strip() for c in line.split("#")[0].split(",")]
+            if len(cols) >= 5:
+                sizes[cols[0]] = int(cols[4], 16)
+    return sizes
+
+
+def test_host_board_ota_slots_are_files_sized_as_the_partition_table():
+    import os
+
+    from meter.board.host import HostBoard
+
+    d = tmpdir()
+    ota._current[0] = None
+    o = HostBoard(["main.py", "--state", d, "--headless"]).ota()
+    csv = _csv_sizes()
+    for label in ("otadata", "ota_0", "ota_1"):
+        assert os.stat(d + "/" + label + ".bin")[6] == csv[label], label
+    i = o.running().info()
+    assert (i[1], i[4]) == (0x10, "ota_0") and o.next_update().info()[4] == "ota_1"
+    assert o.running_state() is None
+    with open(d + "/ota-running", "w") as f:  # what tools/bootloader.py leaves
+        f.write("1\n")
+    o = HostBoard(["main.py", "--state", d, "--headless"]).ota()
+    assert o.running().info()[4] == "ota_1" and o.next_update().info()[4] == "ota_0"
+
+
 # -- updater: success ---------------------------------------------------------------
 
 
