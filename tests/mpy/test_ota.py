@@ -642,13 +642,14 @@ def test_selftest_times_out_audits_saves_and_resets():
                                  "Cloud MQTT: mqtt task crashed")]
 
 
-def test_selftest_does_nothing_for_a_confirmed_image():
+def test_selftest_does_nothing_for_a_confirmed_image_or_without_otadata():
     from meter import selftest
 
-    app = FakeApp()
-    o = FakeOta("valid")
-    assert asyncio.run(selftest.run(app, o, [("x", lambda: "never")], 10, 1)) is None
-    assert o.marked == 0 and app.resets == 0 and app.audit.events == []
+    for state in ("valid", None):  # None: no otadata (a factory start)
+        app = FakeApp()
+        o = FakeOta(state)
+        assert asyncio.run(selftest.run(app, o, [("x", lambda: "never")], 10, 1)) is None
+        assert o.marked == 0 and app.resets == 0 and app.audit.events == [], state
 
 
 def test_header_bytes_are_exact():

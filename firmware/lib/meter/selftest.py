@@ -79,7 +79,7 @@ async def run(app, ota=None, cs=None, limit_ms=LIMIT_MS, poll_ms=POLL_MS):
     from meter import VERSION
 
     ota = ota or app.board.ota()
-    if ota.running_state() not in ("pending-verify", None):
+    if ota.running_state() != "pending-verify":  # confirmed, or no otadata
         return None
     cs = cs or checks(app)
     start = time.ticks_ms()
