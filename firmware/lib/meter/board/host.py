@@ -4,7 +4,8 @@
 - display: a framebuffer drawn in the terminal (half blocks) and readable
   as text and PNG through the control socket;
 - buttons: keys (w/s/enter, arrows) or the control socket;
-- partitions: files in the state directory, with NOR-flash rules;
+- partitions: files in the state directory, with NOR-flash rules; the
+  app slots and otadata too (ota(), meter/board/otahost.py);
 - Wi-Fi: simulated below the board interface (HostWifi): networks in
   range with their keys (DIR/wifi-sim.json overrides the default list), a
   join that succeeds only with the right key, and the setup access point;
@@ -73,6 +74,7 @@ class HostBoard:
         except OSError:
             pass
         self._parts = {}
+        self._ota = None
         self._ic = None
         self._display = None
         self.btn = HostButtons()
@@ -116,6 +118,15 @@ class HostBoard:
                               erased_noise=self.opts["encrypted_flash"])
             self._parts[label] = p
         return p
+
+    def ota(self):
+        """The app slots (meter/board/otahost.py), built on first use."""
+        o = self._ota
+        if o is None:
+            from meter.board.otahost import HostOta
+
+            o = self._ota = HostOta(self.files)
+        return o
 
     def wifi(self):
         return self._wifi
