@@ -26,7 +26,7 @@ class Sim:
     """One simulator process with a control connection."""
 
     def __init__(self, state, *args, heap=simtool.DEFAULT_HEAP, profile="const", wait=True,
-                 mpy=False):
+                 mpy=False, service_pty=None, service_s=600):
         self.state = str(state)
         self.port = free_port()
         self.log_path = os.path.join(self.state + ".log")
@@ -34,6 +34,10 @@ class Sim:
                      "--profile", profile] + list(args)
         self.heap = heap
         self.mpy = mpy  # run the .mpy deploy tree (build it first: simtool.build_mpy)
+        # service_pty: run under tools/sim.py's launcher with a USB port at
+        # that path (service mode, tools/flash.py); restarts stay in one Sim.
+        self.service = ["--service-pty", str(service_pty), "--service-s", str(service_s)] \
+            if service_pty else None
         self.proc = None
         self.sock = None
         self.start(wait)
@@ -42,9 +46,11 @@ class Sim:
         os.makedirs(self.state, exist_ok=True)
         env = dict(os.environ, MICROPYPATH=simtool.firmware_path(self.mpy))
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(simtool.command(self.args, self.heap, self.mpy), env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+        cmd = simtool.command(self.args, self.heap, self.mpy)
+        if self.service:
+            cmd = [sys.executable, simtool.__file__, "--heap", self.heap] + self.args + self.service
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=bool(self.service))
         if wait:
             self.connect()
 
@@ -154,7 +160,10 @@ class Sim:
 
     def kill(self):
         """Power cut."""
-        self.proc.send_signal(signal.SIGKILL)
+        if self.service:  # the launcher and the firmware or REPL it runs
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        else:
+            self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
         self._close()
 

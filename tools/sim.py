@@ -12,7 +12,10 @@ the simulated flash between runs (otherwise a fresh temporary directory is
 used, so several instances can run side by side). --mpy runs the
 precompiled .mpy deploy tree (tools/build.py --target sim) instead of the
 sources. A firmware-requested reset (exit code 3) restarts it, as the device
-would reboot.
+would reboot. --service-pty PATH gives the simulator a USB port: PATH is a
+pseudo-terminal that the REPL answers on only in service mode (exit code
+4; tools/servicepty.py), for --service-s seconds (default 600), then the
+firmware restarts.
 """
 
 import os
@@ -22,6 +25,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 REBOOT = 3
+SERVICE = 4  # meter.service.EXIT_CODE
 DEFAULT_HEAP = "512k"
 
 
@@ -56,12 +60,20 @@ def build_mpy():
     build_mpy_tree()
 
 
+def _take(argv, opt, default=None):
+    """Remove `opt VALUE` from argv (a launcher option); returns VALUE."""
+    if opt not in argv:
+        return default
+    i = argv.index(opt)
+    v = argv[i + 1]
+    del argv[i:i + 2]
+    return v
+
+
 def main(argv):
-    heap = DEFAULT_HEAP
-    if "--heap" in argv:
-        i = argv.index("--heap")
-        heap = argv[i + 1]
-        del argv[i:i + 2]
+    heap = _take(argv, "--heap", DEFAULT_HEAP)
+    pty_path = _take(argv, "--service-pty")
+    service_s = int(_take(argv, "--service-s", 600))
     mpy = "--mpy" in argv
     if mpy:
         argv.remove("--mpy")
@@ -70,11 +82,24 @@ def main(argv):
         print(__doc__)
         return 0
     env = dict(os.environ, MICROPYPATH=firmware_path(mpy))
-    while True:
-        rc = subprocess.call(command(argv, heap, mpy), env=env)
-        if rc != REBOOT:
-            return rc
-        print("[sim] firmware reset: restarting", file=sys.stderr)
+    port = None
+    if pty_path:
+        import servicepty
+
+        port = servicepty.ServicePty(pty_path)
+    try:
+        while True:
+            rc = subprocess.call(command(argv, heap, mpy), env=env)
+            if rc == SERVICE and port:
+                print("[sim] service mode: REPL on " + pty_path, file=sys.stderr)
+                port.serve([MICROPYTHON, "-X", "heapsize=" + heap, "-i", servicepty.SCRIPT,
+                            str(service_s)] + argv, env, service_s)
+            elif rc not in (REBOOT, SERVICE):  # service mode without a port: nobody comes
+                return rc
+            print("[sim] firmware reset: restarting", file=sys.stderr)
+    finally:
+        if port:
+            port.close()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import asyncio
 import time
 
 from meter import VERSION, buttons as btn
-from meter.board import BTN_DOWN, BTN_UP
+from meter.board import BTN_DOWN, BTN_OK, BTN_UP
 
 COLS = 16
 REFRESH_MS = 250
@@ -336,6 +336,12 @@ class Startup:
         self.counting = False
 
     def render(self, s):
+        if self.ui.buttons.stable == BTN_OK | BTN_DOWN:  # service mode: meter/service.py
+            from meter import service
+
+            self.ui.pop()
+            self.ui.push(service.Hold(self.ui, Confirm, Message))
+            return
         held = self.ui.buttons.held_ms(BTN_UP | BTN_DOWN)
         now = time.ticks_ms()
         if held:
