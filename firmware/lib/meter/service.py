@@ -52,23 +52,34 @@ class Hold:
         self.ui = ui
         self.confirm = confirm
         self.message = message
+        self.done = False  # held long enough: waits for the release
 
     def render(self, s):
         b = self.ui.buttons
-        held = b.held_ms(BTN_OK | BTN_DOWN) if not b.stable & BTN_UP else 0
         ui = self.ui
+        s.line(0, "SERVICE MODE", True)
+        if self.done:
+            # The question comes once the buttons are up, so that letting go
+            # of them cannot answer it.
+            if b.stable:
+                s.line(2, "Release the")
+                s.line(3, "buttons now")
+                return
+            ui.pop()
+            ui.push(self.confirm(ui, ["SERVICE MODE?", "Metering stops;", "USB service for",
+                                      "%d min, then" % (PERIOD_S // 60), "restart."],
+                                 lambda: request(ui), "Yes, service"))
+            return
+        held = b.held_ms(BTN_OK | BTN_DOWN) if not b.stable & BTN_UP else 0
         if not held:
             ui.pop()
             ui.push(self.message(ui, ["SERVICE MODE", "Aborted."]))
             return
         left = HOLD_MS - held
         if left <= 0:
-            ui.pop()
-            ui.push(self.confirm(ui, ["SERVICE MODE?", "Metering stops;", "USB service for",
-                                      "%d min, then" % (PERIOD_S // 60), "restart."],
-                                 lambda: request(ui), "Yes, service"))
+            self.done = True
+            ui.dirty = True
             return
-        s.line(0, "SERVICE MODE", True)
         s.line(2, "Keep holding")
         s.line(3, "OK+DOWN: %d s" % ((left + 999) // 1000))
         s.line(5, "Release = abort")

@@ -32,6 +32,7 @@ FILES = {
 }
 MAX_FILE = 8192  # a PEM chain of a few certificates; keeps the heap safe
 SOURCE = "usb"
+AUDIT_TAIL = 8
 
 
 class Device:
@@ -57,6 +58,7 @@ def status(board):
     from meter import service
     from meter.atm90e32 import UWH_PER_LSB
     from meter.energy import NAMES, EnergyCounters
+    from meter.tokens import TokenStore
 
     d = Device(board)
     s = d.settings
@@ -87,7 +89,9 @@ def status(board):
             "update.server": s.get("update.server"),
             "files": sorted(n for n in FILES if _exists(files + n)),
         },
-        "audit_events": len(d.audit.events()),
+        "app_tokens": len(TokenStore(LogStore(board.partition("tokens")), s, None, board).tokens),
+        # the newest events: what happened to this meter before it came in
+        "audit_tail": [" ".join(str(x) for x in e[2:]) for e in d.audit.events(AUDIT_TAIL)],
         "heap_free": gc.mem_free(),
     }
 
