@@ -509,3 +509,55 @@ def test_cli_exit_codes_and_usage(tmp_path):
     r = subprocess.run([py, os.path.join(ROOT, "tools", "flash.py")], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "flash,provision" not in r.stderr and "usage" in r.stderr
+
+
+# -- security (espefuse --virt) --------------------------------------------------------
+
+
+def efuses(path):
+    import secplan
+
+    return secplan.summary([sys.executable, "-m", "espefuse", "--chip", "esp32", "--virt",
+                            "--path-efuse-file", str(path)])
+
+
+def test_security_plan_in_production_order_on_virtual_efuses(tmp_path, capsys, monkeypatch):
+    virt, keys = tmp_path / "efuse.bin", tmp_path / "keys"
+    # not confirmed: nothing burned, no keys made
+    monkeypatch.setattr("builtins.input", lambda prompt: "no")
+    rc, out = run_flash(capsys, "security", "--virt", virt, "--keys", keys)
+    assert rc == 2 and "nothing burned" in out and not os.listdir(keys), out
+    assert "UART download off" in out  # the plan was shown first
+    monkeypatch.setattr("builtins.input", lambda prompt: "BURN")
+    rc, out = run_flash(capsys, "security", "--virt", virt, "--keys", keys)
+    assert rc == 0 and "done: flash encryption (release), Secure Boot V2" in out, out
+    order = [line.split(". ", 1)[1] for line in out.splitlines()
+             if line.startswith("[security] ") and line[11:12].isdigit()]
+    assert order.index("key into BLOCK1 (read- and write-protected)") < \
+        order.index("enable it (ABS_DONE_1)") < len(order) - 1
+    assert order[-1].startswith("UART download off")
+    got = efuses(virt)
+    assert got["FLASH_CRYPT_CNT"] == 127 and got["ABS_DONE_1"] is True
+    assert got["UART_DOWNLOAD_DIS"] is True and got["JTAG_DISABLE"] is True
+    assert got["DISABLE_DL_DECRYPT"] is True and got["WR_DIS"] & 4
+    assert sorted(os.listdir(keys)) == ["flash-encryption-key.bin",
+                                        "secure-boot-signing-key.pem"]
+    # a second run stops at the first step the chip refuses, and says so
+    rc, out = run_flash(capsys, "security", "--virt", virt, "--keys", keys, "--yes")
+    assert rc == 1 and "failed; stopped here" in out, out
+    # a real port is never burned without the typed confirmation
+    rc, out = run_flash(capsys, "security", "--port", "/dev/ttyUSB9", "--yes")
+    assert rc == 2 and "only with --virt" in out
+
+
+def test_security_lock_down_order_is_forced_by_the_esp32(tmp_path):
+    """Why UART_DOWNLOAD_DIS goes before write-protecting FLASH_CRYPT_CNT:
+    one write-protect bit covers both on the ESP32."""
+    base = [sys.executable, "-m", "espefuse", "--chip", "esp32", "--virt", "--path-efuse-file",
+            str(tmp_path / "e.bin"), "--do-not-confirm"]
+    subprocess.run(base + ["write-protect-efuse", "FLASH_CRYPT_CNT"], check=True,
+                   capture_output=True)
+    r = subprocess.run(base + ["burn-efuse", "UART_DOWNLOAD_DIS", "1"], capture_output=True,
+                       text=True)
+    assert "UART_DOWNLOAD_DIS is write-protected" in r.stdout + r.stderr
+    assert efuses(tmp_path / "e.bin")["UART_DOWNLOAD_DIS"] is False
