@@ -561,3 +561,24 @@ def test_security_lock_down_order_is_forced_by_the_esp32(tmp_path):
                        text=True)
     assert "UART_DOWNLOAD_DIS is write-protected" in r.stdout + r.stderr
     assert efuses(tmp_path / "e.bin")["UART_DOWNLOAD_DIS"] is False
+
+
+def test_wipe_on_encrypted_flash_loads_as_new(tmp_path):
+    """With flash encryption erased flash reads as noise: the wiped stores
+    still load as new ones (the wipe writes their format markers)."""
+    out = upy.exec_code("""
+import sys
+sys.argv[1:] = ["--state", %r, "--headless", "--encrypted-flash"]
+from meter import service
+from meter.servicecmd import Device
+from meter.board.host import HostBoard
+b = HostBoard(["x"] + sys.argv[1:])
+d = Device(b)
+d.settings.update({"wifi.ssid": "x"}, "t")
+d.state.set("lock", True)
+service.begin(60, b)
+service.call("wipe")
+d = Device(HostBoard(["x"] + sys.argv[1:]))
+print("RESULT", d.settings.status, d.settings.lock_state(), repr(d.settings.get("wifi.ssid")))
+""" % str(tmp_path / "dev"))
+    assert "RESULT new none ''" in out, out
