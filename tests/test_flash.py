@@ -52,7 +52,7 @@ def enter_service(sim):
     sim.wait_screen("Release the", timeout=15)
     sim.cmd("release", "ok")
     sim.cmd("release", "down")
-    sim.wait_screen("SERVICE MODE?")
+    question = sim.wait_screen("SERVICE MODE?")
     sim.tap("down")  # No -> Yes
     try:
         sim.tap("ok")
@@ -60,6 +60,7 @@ def enter_service(sim):
         pass
     sim.wait_for(lambda: "[sim] service mode: REPL on" in sim.output(), 15, "the service REPL")
     sim._close()
+    return "\n".join(question)
 
 
 def restarted(sim, since):
@@ -271,7 +272,8 @@ print(s.lock_state())
 """
 
 
-def test_wipe_of_a_locked_meter_with_a_forgotten_password(tmp_path, capsys, pki):
+def test_a_locked_meter_with_a_forgotten_password_is_wiped_in_service_mode(
+        tmp_path, capsys, pki):
     port = str(tmp_path / "usb")
     with service_sim(tmp_path) as sim:
         sim.wait_for(lambda: sim.state_()["counters_uwh"]["imp_t"] > 0, 10, "energy counted")
@@ -280,39 +282,76 @@ def test_wipe_of_a_locked_meter_with_a_forgotten_password(tmp_path, capsys, pki)
         for name in ("mqtt-client.key", "totp.secret"):  # as a factory had provisioned it
             with open(os.path.join(sim.state, name), "w") as f:
                 f.write("secret\n")
+        saved = simctl.probe(sim.state)["uwh"]
         sim.start()
         assert sim.state_()["lock"] == "locked"
-        enter_service(sim)
-        before = status(capsys, port)
-        assert before["lock"] == "locked" and before["pin_set"] and before["app_tokens"] == 1
-        # locked: provisioning is refused, by flash.py and by the firmware
-        rc, out = run_flash(capsys, "provision", "--port", port, "--wifi-ssid", "x")
-        assert rc == 2 and "module lock is on" in out, out
-        out = upy.exec_code("from meter import service\nimport sys\n"
-                            "sys.argv[1:] = ['--state', %r, '--headless']\n"
-                            "service.begin(60)\n"
-                            "service.call('provision', {'wifi.ssid': 'x'}, {})" % sim.state)
-        assert '"error": "module locked"' in out, out
-        # the wipe asks for the serial first
+        # The REPL never opens on a locked configuration: the question says
+        # that entering service mode erases it, and it does, before the REPL.
+        question = enter_service(sim)
+        assert "Module LOCKED:" in question and "are ERASED." in question, question
+        st = status(capsys, port)
+        assert st["lock"] == "none" and st["settings_status"] == "new", st
+        assert not st["pin_set"] and not st["web_password_set"] and st["app_tokens"] == 0
+        assert st["provisioned"]["files"] == [] and st["provisioned"]["wifi.ssid"] == ""
+        now = simctl.probe(sim.state)["uwh"]  # as the app saved them when it stopped
+        assert [st["counters_uwh"][k] for k in NAMES] == now and now[3] >= saved[3] > 0
+        assert "usb wipe started module locked at service entry" in st["audit_tail"], st
+        for name in ("mqtt-client.key", "totp.secret"):
+            assert not os.path.exists(os.path.join(sim.state, name)), name
+        # the firmware's provisioning refuses a locked meter on its own too
+        out = upy.exec_code(LOCK_IT % (str(tmp_path / "other")) +
+                            "from meter import servicecmd\ntry:\n"
+                            "    servicecmd.provision(b, {'wifi.ssid': 'x'}, {})\n"
+                            "except Exception as e:\n    print('REFUSED', e)\n")
+        assert "REFUSED module locked" in out, out
+        # provisioned again, then the service centre's wipe on request
+        rc, out = run_flash(capsys, "provision", "--port", port, "--stay", "--wifi-ssid", "sim",
+                            "--client-cert", pki.path("device.crt"),
+                            "--client-key", pki.path("device.key"))
+        assert rc == 0, out
         restarts = sim.output().count("[sim] firmware reset: restarting")
-        rc, out = run_flash(capsys, "wipe", "--port", port, "--yes")
+        monkey_input = "%s\n" % st["serial"]
+        rc, out = run_flash_input(capsys, monkey_input, "wipe", "--port", port)
         assert rc == 0 and "wiped: config, tokens, state" in out, out
+        assert "mqtt-client.key" in out and "totp.secret" in out, out
         restarted(sim, restarts)
-        st = sim.state_()
-        assert st["lock"] == "none" and st["settings_status"] == "new"
-        assert st["counters_uwh"]["imp_t"] >= before["counters_uwh"]["imp_t"] > 0
+        st2 = sim.state_()
+        assert st2["lock"] == "none" and st2["settings_status"] == "new"
+        assert st2["counters_uwh"]["imp_t"] >= saved[3]
         sim.wait_screen("OK:menu")
         sim.tap("ok")  # first-time setup: the menu asks for a new PIN
         sim.wait_screen("SET PIN")
-        for name in ("mqtt-client.key", "totp.secret"):
-            assert not os.path.exists(os.path.join(sim.state, name)), name
         sim.quit()
-    events = audit(sim.state)
-    assert ("web", "lock", "ok") in [e[:3] for e in events]  # kept from before the wipe
-    kinds = [e[:3] for e in events]
+    kinds = [e[:3] for e in audit(sim.state)]
+    assert ("web", "lock", "ok") in kinds  # from before: the audit log is kept
+    assert kinds.count(("usb", "wipe", "started")) == 2 and kinds.count(("usb", "wipe", "ok")) == 2
     i = kinds.index(("usb", "wipe", "started"))
     assert kinds[i + 1] == ("usb", "wipe", "ok"), kinds
     assert ("display", "service-mode", "ok") in kinds and ("usb", "service-mode", "ok") in kinds
+
+
+def test_wipe_needs_the_serial_typed_back(tmp_path, capsys):
+    with service_sim(tmp_path) as sim:
+        enter_service(sim)
+        rc, out = run_flash_input(capsys, "no\n", "wipe", "--port", tmp_path / "usb", "--stay")
+        assert rc == 2 and "not confirmed; nothing changed" in out, out
+        st = status(capsys, str(tmp_path / "usb"))
+        assert not any("wipe" in e for e in st["audit_tail"]), st
+
+
+def run_flash_input(capsys, text, *args):
+    """run_flash with `text` typed at the prompt."""
+    import io
+
+    old = sys.stdin
+    sys.stdin = io.StringIO(text)
+    try:
+        return run_flash(capsys, *args)
+    finally:
+        sys.stdin = old
+
+
+NAMES = ("imp_a", "imp_b", "imp_c", "imp_t", "exp_a", "exp_b", "exp_c", "exp_t")
 
 
 def audit(state):

@@ -66,9 +66,13 @@ class Hold:
                 s.line(3, "buttons now")
                 return
             ui.pop()
-            ui.push(self.confirm(ui, ["SERVICE MODE?", "Metering stops;", "USB service for",
-                                      "%d min, then" % (PERIOD_S // 60), "restart."],
-                                 lambda: request(ui), "Yes, service"))
+            if ui.app.settings.locked:  # see begin(): say it before anyone agrees
+                lines = ["SERVICE MODE?", "Module LOCKED:", "settings, keys", "are ERASED.",
+                         "Counters kept."]
+            else:
+                lines = ["SERVICE MODE?", "Metering stops;", "USB service for",
+                         "%d min, then" % (PERIOD_S // 60), "restart."]
+            ui.push(self.confirm(ui, lines, lambda: request(ui), "Yes, service"))
             return
         held = b.held_ms(BTN_OK | BTN_DOWN) if not b.stable & BTN_UP else 0
         if not held:
@@ -114,12 +118,31 @@ class Screen:
 # -- the session ---------------------------------------------------------------
 
 
-def begin(seconds, board=None):
+def begin(seconds, board_=None):
     """Start the service period (main.py on the ESP32; tools/service_repl.py
-    on the host). board: the board to use, else built on first use."""
+    on the host), before the REPL opens. board_: the board to use, else
+    built on first use.
+
+    A REPL can do anything, so it must never open on a locked meter's
+    configuration: the module lock promises that nobody changes it (or
+    reads its secrets) without the password, and service mode needs none.
+    So a locked meter is wiped here first (meter/wipe.py; audited; counters
+    and audit log kept): the service centre's cure for a forgotten lock
+    password, and no way around the lock. The display said so before the
+    person confirmed (Hold)."""
     global _until, _board
+    _board = board_
+    try:
+        from meter.servicecmd import Device
+
+        if Device(board()).settings.locked:
+            from meter.wipe import wipe
+
+            wipe(board(), "module locked at service entry")
+    except Exception as e:  # never a REPL on a meter that is still locked
+        print("service mode: the locked meter could not be wiped (%s); restarting" % e)
+        board().reset()
     _until = time.ticks_add(time.ticks_ms(), seconds * 1000)
-    _board = board
     print("SERVICE MODE for %d s: tools/flash.py status|provision|wipe" % seconds)
 
 

@@ -30,10 +30,10 @@ def _erase(part):
     LogStore(part).format()  # "set up, nothing stored": loads as a new store
 
 
-def wipe(board):
+def wipe(board, why="requested"):
     """Factory wipe; returns what was erased."""
     audit = Device(board).audit
-    audit.append(SOURCE, "wipe", "started", "config, state, tokens, files")
+    audit.append(SOURCE, "wipe", "started", why)
     for label in ERASED:
         _erase(board.partition(label))
     gone = []
