@@ -621,3 +621,18 @@ d = Device(HostBoard(["x"] + sys.argv[1:]))
 print("RESULT", d.settings.status, d.settings.lock_state(), repr(d.settings.get("wifi.ssid")))
 """ % str(tmp_path / "dev"))
     assert "RESULT new none ''" in out, out
+
+
+def test_development_and_production_builds(tmp_path):
+    """The REPL policy is a build option: `tools/build.py --dev-repl` sets
+    meter/buildcfg.py DEV_REPL in the image, which status reports."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import build
+
+    for dev, want in ((True, "development"), (False, "production")):
+        out, _ = build.build("sim", str(tmp_path / str(dev)), dev_repl=dev)
+        r = subprocess.run([upy.BIN, "-c", "from meter import buildcfg\n"
+                            "print('development' if buildcfg.DEV_REPL else 'production')"],
+                           env=dict(os.environ, MICROPYPATH=os.path.join(out, "lib")),
+                           capture_output=True, text=True, timeout=30)
+        assert r.stdout.strip() == want, r

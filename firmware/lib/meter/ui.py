@@ -328,7 +328,8 @@ class Lockout:
 
 class Startup:
     """Start-up screen. Holding UP+DOWN for RESET_HOLD_MS here resets a
-    forgotten PIN (after a confirmation); releasing early aborts."""
+    forgotten PIN (after a confirmation); releasing early aborts. OK+DOWN
+    leads to service mode (meter/service.py)."""
 
     def __init__(self, ui):
         self.ui = ui
