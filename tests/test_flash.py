@@ -82,8 +82,7 @@ def status(capsys, port):
 
 def test_status_field_by_field_in_service_mode(tmp_path, capsys):
     with service_sim(tmp_path) as sim:
-        sim.wait_for(lambda: sim.state_()["counters_uwh"]["imp_t"] > 0, 10, "energy counted")
-        enter_service(sim)
+        enter_service(sim)  # at start-up; metering ran through the 5 s hold
         port = str(tmp_path / "usb")
         st = status(capsys, port)
         saved = simctl.probe(sim.state)  # the counters the app saved when it stopped

@@ -47,8 +47,9 @@ class ServicePty:
         m, s = os.openpty()
         tty.setraw(s)
         self._drain()
-        proc = subprocess.Popen(cmd, stdin=s, stdout=s, stderr=s, env=env,
-                                start_new_session=True)
+        # Same process group as the launcher: killing the simulator's group
+        # (tests/simctl.py) ends the REPL too.
+        proc = subprocess.Popen(cmd, stdin=s, stdout=s, stderr=s, env=env)
         os.close(s)
         end = time.monotonic() + seconds
         try:
