@@ -635,3 +635,25 @@ def test_development_and_production_builds(tmp_path):
                            env=dict(os.environ, MICROPYPATH=os.path.join(out, "lib")),
                            capture_output=True, text=True, timeout=30)
         assert r.stdout.strip() == want, r
+
+
+def test_otadata_state_as_the_bootloader_reads_it():
+    """meter/board/esp32svc.py on the unix port: the newer entry with a
+    good CRC wins; erased and torn entries do not count."""
+    import binascii
+    import struct
+
+    def entry(seq, state, good=True):
+        crc = binascii.crc32(struct.pack("<I", seq), 0xFFFFFFFF)
+        return struct.pack("<I20sII", seq, b"\xff" * 20, state, crc if good else crc ^ 1)
+
+    erased = b"\xff" * 32
+    cases = [((erased, erased), [None, None]),
+             ((entry(1, 2), erased), [1, "valid"]),
+             ((entry(1, 2), entry(2, 1)), [2, "pending-verify"]),
+             ((entry(3, 4), entry(2, 2)), [3, "aborted"]),
+             ((entry(1, 2), entry(2, 1, good=False)), [1, "valid"])]
+    for entries, want in cases:
+        out = upy.exec_code("import json\nfrom meter.board.esp32svc import otadata\n"
+                            "print(json.dumps(otadata(%r)))" % (entries,))
+        assert json.loads(out.strip().splitlines()[-1]) == want, (entries, out)

@@ -42,10 +42,30 @@ def service_repl(board, seconds):
         pass
 
 
+def otadata(entries):
+    """(ota_seq, state) of the newest valid otadata entry, or (None, None).
+
+    entries: the two 32-byte esp_ota_select_entry_t copies. An entry counts
+    when its CRC matches, as the bootloader checks it: ESP-IDF's
+    bootloader_common_ota_select_crc() is esp_rom_crc32_le(UINT32_MAX,
+    &ota_seq, 4), i.e. zlib's CRC-32 of the 4 sequence bytes with 0xFFFFFFFF
+    as the starting value. [unverified on hardware]"""
+    from binascii import crc32
+
+    seq = state = None
+    for e in entries:
+        s, _, st, crc = struct.unpack(_ENTRY, e)
+        if s == 0xFFFFFFFF or crc32(e[:4], 0xFFFFFFFF) != crc:
+            continue  # erased (never written) or torn
+        if seq is None or s > seq:
+            seq, state = s, _STATES.get(st, "0x%x" % st)
+    return seq, state
+
+
 def slots():
     """{"running", "next", "otadata", "ota_seq"}: the running app slot, the
-    one an update would go to, and the state of the newer otadata entry
-    (None when there is no otadata partition, e.g. a single-app table)."""
+    one an update would go to, and the state of the newer valid otadata
+    entry (None when there is none: erased otadata boots the first slot)."""
     import esp32
 
     P = esp32.Partition
@@ -54,15 +74,13 @@ def slots():
         nxt = run.get_next_update().info()[4]
     except OSError:
         nxt = None
-    state = seq = None
+    seq = state = None
     found = P.find(P.TYPE_DATA, label="otadata")
     if found:
-        buf = bytearray(32)
+        entries = []
         for block in (0, 1):
+            buf = bytearray(32)
             found[0].readblocks(block, buf)
-            s, _, st, _ = struct.unpack(_ENTRY, buf)
-            # An erased entry reads 0xFFFFFFFF; the CRC is not checked here
-            # [unverified: ESP-IDF's crc32_le seed], so this is informative.
-            if s != 0xFFFFFFFF and (seq is None or s > seq):
-                seq, state = s, _STATES.get(st, "0x%x" % st)
+            entries.append(bytes(buf))
+        seq, state = otadata(entries)
     return {"running": run.info()[4], "next": nxt, "otadata": state, "ota_seq": seq}
