@@ -218,11 +218,15 @@ def test_bad_input_is_refused_and_changes_nothing(tmp_path, capsys, pki):
     port = str(tmp_path / "usb")
     bad = tmp_path / "bad.crt"
     bad.write_text(BAD_PEM)
+    chain = tmp_path / "chain.crt"
+    chain.write_bytes(pki.read("server-ca.crt") + pki.read("client-ca.crt"))
     with service_sim(tmp_path) as sim:
         enter_service(sim)
         before = status(capsys, port)
         cases = [
             (["--mqtt-ca", bad], 2, "not a valid PEM certificate"),
+            (["--mqtt-ca", chain], 2, "2 certificates in the file"),
+            (["--mqtt-ca", pki.path("expired.crt")], 2, "expired on 2020-"),
             (["--client-cert", pki.path("device.crt"), "--client-key", pki.path("cloud.key")],
              2, "does not belong to the client certificate"),
             (["--client-cert", pki.path("device.crt")], 2, "together"),

@@ -41,6 +41,9 @@ def certificates(text, what):
         certs = x509.load_pem_x509_certificates(text.encode())
     except ValueError as e:
         raise PkiError("%s: not a valid PEM certificate (%s)" % (what, e))
+    if len(certs) != 1:  # meter/mqttlink.py converts one PEM block
+        raise PkiError("%s: %d certificates in the file; the meter reads exactly one"
+                       % (what, len(certs)))
     now = datetime.datetime.now(datetime.timezone.utc)
     for c in certs:
         if c.not_valid_after_utc < now:
