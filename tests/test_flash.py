@@ -661,3 +661,37 @@ def test_otadata_state_as_the_bootloader_reads_it():
         out = upy.exec_code("import json\nfrom meter.board.esp32svc import otadata\n"
                             "print(json.dumps(otadata(%r)))" % (entries,))
         assert json.loads(out.strip().splitlines()[-1]) == want, (entries, out)
+
+
+def test_a_meter_that_stops_answering_mid_command(tmp_path, capsys):
+    """A REPL that enters raw mode and then goes silent (a meter reset or
+    unplugged mid-command): a clear error within the timeout, exit 1."""
+    import pty
+    import select
+    import tty
+
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    link = tmp_path / "usb"
+    os.symlink(os.ttyname(slave), link)
+    stop = threading.Event()
+
+    def half_a_repl():
+        while not stop.is_set():
+            if select.select([master], [], [], 0.1)[0]:
+                data = os.read(master, 4096)
+                if b"\x01" in data:  # ctrl-A: the raw REPL's banner, then silence
+                    os.write(master, b"raw REPL; CTRL-B to exit\r\n>")
+
+    t = threading.Thread(target=half_a_repl, daemon=True)
+    t.start()
+    try:
+        t0 = time.monotonic()
+        rc, out = run_flash(capsys, "status", "--port", link, "--timeout", 4)
+        assert rc == 1 and "no answer from a MicroPython REPL" in out, out
+        assert time.monotonic() - t0 < 15
+    finally:
+        stop.set()
+        t.join()
+        os.close(master)
+        os.close(slave)
