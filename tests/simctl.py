@@ -32,7 +32,7 @@ class Sim:
     """One simulator process with a control connection."""
 
     def __init__(self, state, *args, heap=None, profile="const", wait=True, mpy=False,
-                 dev=False, script=None, bench_heap=False):
+                 dev=False, script=None, bench_heap=False, service_pty=None, service_s=600):
         self.state = str(state)
         self.port = free_port()
         self.log_path = os.path.join(self.state + ".log")
@@ -53,6 +53,10 @@ class Sim:
             raise ValueError("heap %s is above the device budget %s" % (self.heap,
                                                                           simtool.DEVICE_HEAP))
         self.script = script
+        # service_pty: run under tools/sim.py's launcher with a USB port at
+        # that path (service mode, tools/flash.py); restarts stay in one Sim.
+        self.service = ["--service-pty", str(service_pty), "--service-s", str(service_s)] \
+            if service_pty else None
         self.proc = None
         self.sock = None
         self.start(wait)
@@ -60,9 +64,13 @@ class Sim:
     def start(self, wait=True):
         os.makedirs(self.state, exist_ok=True)
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv(), env=simtool.env(self.runtime, self.tree),
+        cmd = self.argv()
+        if self.service:
+            cmd = [sys.executable, simtool.__file__, "--heap", self.heap] + self.args + \
+                (["--dev"] if self.runtime == simtool.DEV else []) + self.service
+        self.proc = subprocess.Popen(cmd, env=simtool.env(self.runtime, self.tree),
                                      stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, start_new_session=bool(self.service))
         if wait:
             self.connect()
 
@@ -175,7 +183,10 @@ class Sim:
 
     def kill(self):
         """Power cut."""
-        self.proc.send_signal(signal.SIGKILL)
+        if self.service:  # the launcher and the firmware or REPL it runs
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        else:
+            self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
         self._close()
 

@@ -226,7 +226,7 @@ def test_bootloader_refuses_a_signature_from_an_untrusted_key(keys, tmp_path):
 
 def test_bootloader_partition_sizes_are_the_partition_table():
     sizes = {}
-    with open(os.path.join(ROOT, "docs", "partitions.csv")) as f:
+    with open(os.path.join(ROOT, "firmware", "boards", "METER_ESP32", "partitions.csv")) as f:
         for line in f:
             cols = [c.strip() for c in line.split("#")[0].split(",")]
             if len(cols) >= 5:

@@ -75,7 +75,7 @@ def bench_heap(quick):
     """Lowest -X heapsize at which metering + display run: from source (the
     compiler's RAM included) and from the .mpy deploy tree (as deployed)."""
     seconds = 3 if quick else 8
-    simtool.build_mpy()
+    simtool.build_mpy_tree()
     return {"min_heap_kib_source": _floor(seconds, False),
             "min_heap_kib_mpy": _floor(seconds, True), "seconds_each": seconds}
 
@@ -303,7 +303,7 @@ def bench_web(quick):
     from simctl import free_port
 
     seconds = 5 if quick else 15
-    heap = simtool.DEFAULT_HEAP
+    heap = simtool.DEVICE_HEAP
     port = free_port()
     out = {"seconds_each": seconds, "heap": heap, "clients": 4}
     # 0. PBKDF2 at the stored iteration count (docs/security.md)
@@ -357,7 +357,7 @@ def bench_web(quick):
     finally:
         shutil.rmtree(d, ignore_errors=True)
     # 5. the same windows from the .mpy deploy tree, as the device loads them
-    simtool.build_mpy()
+    simtool.build_mpy_tree()
     d = tempfile.mkdtemp(prefix="bench-web-mpy-")
     try:
         with Sim(os.path.join(d, "dev"), "--web-port", str(port), heap=heap, profile="house",
@@ -396,10 +396,10 @@ def bench_api(quick):
     from simctl import free_port
 
     seconds = 5 if quick else 15
-    heap = simtool.DEFAULT_HEAP
+    heap = simtool.DEVICE_HEAP
     web_port, api_port = free_port(), free_port()
     out = {"seconds_each": seconds, "heap": heap, "clients": 4, "firmware": ".mpy tree"}
-    simtool.build_mpy()
+    simtool.build_mpy_tree()
     d = tempfile.mkdtemp(prefix="bench-api-")
     try:
         with Sim(os.path.join(d, "dev"), "--web-port", str(web_port), "--api-port",

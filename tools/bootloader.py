@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fwimport import otadata, otafmt  # noqa: E402
 
 BLOCK = 4096
-OTADATA_SIZE = 0x2000  # docs/partitions.csv
+OTADATA_SIZE = 0x2000  # firmware/boards/METER_ESP32/partitions.csv
 SLOT_SIZE = 0x180000
 LABELS = ("ota_0", "ota_1")
 FACTORY_KEY = 0

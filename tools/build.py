@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Precompile the firmware and the pinned libraries to .mpy (mpy-cross).
 
-    .venv/bin/python tools/build.py [--target device|sim] [--out DIR]
+    .venv/bin/python tools/build.py [--target device|sim] [--out DIR] [--dev-repl]
 
 Importing .mpy skips the compiler, whose RAM use makes large modules fail to
 import on an ESP32. The output is the deploy tree: OUT/boot.py and
@@ -10,6 +10,8 @@ with every module as .mpy. `device` (default) leaves out what only the
 simulator needs (the host board, the IC model, PNG output, and libraries
 the manifest marks host_only); `sim` keeps everything, so the simulator can
 run from the same bytecode the device gets (tools/bench.py does).
+--dev-repl makes a development image: meter/buildcfg.py with DEV_REPL =
+True, the serial REPL open beside the app (docs/flashing.md).
 Bytecode-only .mpy files load on any architecture of the same MicroPython
 .mpy version (v6.x), the ESP32 and the unix port alike.
 """
@@ -45,7 +47,9 @@ def sources(target):
                         yield src, rel
 
 
-def build(target="device", out=None):
+def build(target="device", out=None, dev_repl=False):
+    """dev_repl: a development image (meter/buildcfg.py DEV_REPL = True:
+    the serial REPL stays open beside the app; docs/flashing.md)."""
     out = out or os.path.join(ROOT, "build", target)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(os.path.join(out, "lib"))
@@ -58,6 +62,15 @@ def build(target="device", out=None):
         # -s: the name tracebacks show, relative like on the device
         subprocess.check_call([MPY_CROSS, "-s", rel, "-o", dst, src])
         n += 1
+    if dev_repl:
+        src = os.path.join(out, "buildcfg-dev.py")
+        with open(os.path.join(ROOT, "firmware", "lib", "meter", "buildcfg.py")) as f:
+            text = f.read().replace("\nDEV_REPL = False\n", "\nDEV_REPL = True\n")
+        with open(src, "w") as f:
+            f.write(text)
+        subprocess.check_call([MPY_CROSS, "-s", "meter/buildcfg.py", "-o",
+                               os.path.join(out, "lib", "meter", "buildcfg.mpy"), src])
+        os.remove(src)
     return out, n
 
 
@@ -67,7 +80,7 @@ def main(argv):
     if target not in ("device", "sim"):
         print(__doc__)
         return 2
-    path, n = build(target, out)
+    path, n = build(target, out, "--dev-repl" in argv)
     print("[build] %d modules -> %s" % (n, path))
     return 0
 

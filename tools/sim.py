@@ -19,6 +19,10 @@ UP/DOWN/OK; q quits with a final counter save. --state DIR keeps the
 simulated flash between runs (otherwise a fresh temporary directory is
 used, so several instances can run side by side). A firmware-requested
 reset (exit code 3) restarts it, as the device would reboot.
+--service-pty PATH gives the simulator a USB port: PATH is a pseudo-terminal
+that the REPL answers on only in service mode (exit code 4;
+tools/servicepty.py), for --service-s seconds (default 600), then the
+firmware restarts.
 """
 
 import os
@@ -35,6 +39,7 @@ REBOOT = 3
 # the simulator uses it; nothing raises it to pass.
 DEVICE_HEAP = "128k"
 DEV_HEAP = "512k"  # --dev only: 64-bit objects and source compilation
+SERVICE = 4  # meter.service.EXIT_CODE
 MPY_TREE = os.path.join(ROOT, "build", "sim")
 
 IMAGE, MPY, DEV = "image", "mpy", "dev"
@@ -99,15 +104,23 @@ def build_mpy_tree(out=MPY_TREE):
     return build.build("sim", out)
 
 
+def _take(argv, opt, default=None):
+    """Remove `opt VALUE` from argv (a launcher option); returns VALUE."""
+    if opt not in argv:
+        return default
+    i = argv.index(opt)
+    v = argv[i + 1]
+    del argv[i:i + 2]
+    return v
+
+
 def main(argv):
     if "-h" in argv or "--help" in argv:
         print(__doc__)
         return 0
-    heap = None
-    if "--heap" in argv:
-        i = argv.index("--heap")
-        heap = argv[i + 1]
-        del argv[i:i + 2]
+    heap = _take(argv, "--heap")
+    pty_path = _take(argv, "--service-pty")
+    service_s = int(_take(argv, "--service-s", 600))
     flags = {f: f in argv for f in ("--mpy", "--dev")}
     for f, on in flags.items():
         if on:
@@ -116,11 +129,25 @@ def main(argv):
     if runtime == MPY:
         build_mpy_tree()
     cmd = command(argv, heap, runtime)
-    while True:
-        rc = subprocess.call(cmd, env=env(runtime))
-        if rc != REBOOT:
-            return rc
-        print("[sim] firmware reset: restarting", file=sys.stderr)
+    port = None
+    if pty_path:
+        import servicepty
+
+        port = servicepty.ServicePty(pty_path)
+    try:
+        while True:
+            rc = subprocess.call(cmd, env=env(runtime))
+            if rc == SERVICE and port:
+                print("[sim] service mode: REPL on " + pty_path, file=sys.stderr)
+                repl = [binary(runtime), "-X", "heapsize=" + (heap or default_heap(runtime)), "-i",
+                        servicepty.SCRIPT, str(service_s)] + argv
+                port.serve(repl, env(runtime), service_s)
+            elif rc not in (REBOOT, SERVICE):  # service mode without a port: nobody comes
+                return rc
+            print("[sim] firmware reset: restarting", file=sys.stderr)
+    finally:
+        if port:
+            port.close()
 
 
 if __name__ == "__main__":

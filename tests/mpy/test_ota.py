@@ -237,7 +237,7 @@ def test_otadata_rollback_rule_new_pending_then_aborted():
 
 def _csv_sizes():
     sizes = {}
-    with open("docs/partitions.csv") as f:  # the tests run from the repository root
+    with open("firmware/boards/METER_ESP32/partitions.csv") as f:  # the tests run from the repository root
         for line in f:
             cols = [c.strip() for c in line.split("#")[0].split(",")]
             if len(cols) >= 5:

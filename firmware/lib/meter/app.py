@@ -132,8 +132,12 @@ class App:
         }
 
 
+SERVICE_EXIT = 4  # = meter.service.EXIT_CODE (not imported: that module loads on demand)
+
+
 def main():
     board = boards.load()
+    app = None
     try:
         app = App(board)
         asyncio.run(app.run())
@@ -141,5 +145,14 @@ def main():
         restore = getattr(sys.modules.get("meter.board.host"), "restore_terminal", None)
         if restore:
             restore()
-    if app.exit_code:
+        if board.name == "esp32" and (app is None or app.exit_code != SERVICE_EXIT):
+            from meter.buildcfg import DEV_REPL
+
+            if not DEV_REPL:  # production: never fall through to the REPL
+                board.reset()
+    if app.exit_code == SERVICE_EXIT:
+        from meter.service import PERIOD_S
+
+        board.service_repl(PERIOD_S)  # ESP32: returns into the REPL; host: exits
+    elif app.exit_code:
         sys.exit(app.exit_code)

@@ -67,6 +67,11 @@ SCHEMA = {
     "mqtt.interval_s": (60, int, (1, 3600)),
     "mqtt.keepalive_s": (60, int, (5, 1200)),
     "mqtt.ha_discovery": (False, bool, None),
+    # Set by the service centre (tools/flash.py provision): the name people
+    # know the meter by, and the update server (OTA, a later issue; its CA
+    # is files/update-ca.crt).
+    "device.name": ("", str, 32),
+    "update.server": ("", str, 128),
     # Module lock (meter/lock.py): the lock password as passwd.py stores it
     # ("" = none set), and whether configuration is read-only. Changed only
     # through set_lock().

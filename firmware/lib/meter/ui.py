@@ -16,7 +16,7 @@ import asyncio
 import time
 
 from meter import VERSION, buttons as btn
-from meter.board import BTN_DOWN, BTN_UP
+from meter.board import BTN_DOWN, BTN_OK, BTN_UP
 
 COLS = 16
 REFRESH_MS = 250
@@ -328,7 +328,8 @@ class Lockout:
 
 class Startup:
     """Start-up screen. Holding UP+DOWN for RESET_HOLD_MS here resets a
-    forgotten PIN (after a confirmation); releasing early aborts."""
+    forgotten PIN (after a confirmation); releasing early aborts. OK+DOWN
+    leads to service mode (meter/service.py)."""
 
     def __init__(self, ui):
         self.ui = ui
@@ -336,6 +337,12 @@ class Startup:
         self.counting = False
 
     def render(self, s):
+        if self.ui.buttons.stable == BTN_OK | BTN_DOWN:  # service mode: meter/service.py
+            from meter import service
+
+            self.ui.pop()
+            self.ui.push(service.Hold(self.ui, Confirm, Message))
+            return
         held = self.ui.buttons.held_ms(BTN_UP | BTN_DOWN)
         now = time.ticks_ms()
         if held:

@@ -40,6 +40,10 @@ time()                Unix time in seconds (1970 epoch on every port: the
 time_valid()          True once the clock is known to be right (SNTP or host).
 watchdog(timeout_ms)  object with `.feed()`.
 reset()               hard reset (does not return).
+service_repl(seconds) service mode: the app has stopped; open the REPL for
+                      `seconds` (ESP32: Ctrl-C on, reset timer; host: exit
+                      code 4 for tools/sim.py). meter/service.py.
+slots()               dict: running and next app slot, otadata state (status).
 serial()              the device's serial number (str).
 security_state()      dict: secure_boot, flash_encryption (bool or None when
                       the hardware cannot tell).

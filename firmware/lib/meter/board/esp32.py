@@ -320,6 +320,16 @@ class Esp32Board:
 
         machine.reset()
 
+    def service_repl(self, seconds):
+        from meter.board.esp32svc import service_repl
+
+        service_repl(self, seconds)
+
+    def slots(self):
+        from meter.board.esp32svc import slots
+
+        return slots()
+
     def serial(self):
         s = self._serial
         if s is None:

@@ -144,6 +144,13 @@ class HostBoard:
         # tools/sim.py restarts the firmware on this exit code, as a reboot.
         sys.exit(3)
 
+    def service_repl(self, seconds):
+        # tools/sim.py opens the REPL on a pty (tools/servicepty.py) on this code.
+        sys.exit(4)
+
+    def slots(self):
+        return {"running": "host", "next": None, "otadata": None, "ota_seq": None}
+
     def serial(self):
         path = self.files + "/serial"
         try:

@@ -1,7 +1,7 @@
 """The host board's app slots: esp32.Partition's OTA API over files.
 
 `otadata`, `ota_0` and `ota_1` are FilePartitions (NOR rules, torn writes)
-in the state directory, sized as in docs/partitions.csv. Which slot boots is
+in the state directory, sized as in firmware/boards/METER_ESP32/partitions.csv. Which slot boots is
 decided by meter/otadata.py with ESP-IDF's rules, the same code the
 simulator's bootloader (tools/bootloader.py) runs before it starts the
 firmware. The slot that is running is the one that bootloader started: it
