@@ -48,7 +48,7 @@ class Sim:
         self.heap = heap or simtool.default_heap(self.runtime)
         # bench_heap: tools/bench.py's floor search only (test_memory checks
         # that no test uses it).
-        if (self.runtime != simtool.DEV and not bench_heap
+        if (self.runtime not in (simtool.DEV, simtool.MPY64) and not bench_heap
                 and _kib(self.heap) > _kib(simtool.DEVICE_HEAP)):
             raise ValueError("heap %s is above the device budget %s" % (self.heap,
                                                                           simtool.DEVICE_HEAP))

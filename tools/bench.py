@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Benchmarks: memory floor, metering tick lateness, flash writes per day,
-Web Admin throughput and memory, local API latency and memory.
+"""Benchmarks: memory floors and soak, metering tick lateness, flash writes
+per day, Web Admin throughput and memory, local API latency and memory.
 
     python3 tools/dev.py bench [--quick] [--only NAME]
 
-All figures come from the real firmware on the MicroPython unix port (a
-64-bit build: objects take up to about twice the ESP32's bytes, so heap
-figures here are an upper bound for the device). Results are printed as
-JSON, one line per benchmark, then all together; docs/benchmarks.md
-holds them as tables. NAME: heap, lateness, flash, web, api.
+All figures come from the real firmware in the simulator, which runs the
+device image (MicroPython built 32-bit, firmware frozen in) at the device
+budget unless a benchmark says otherwise. Results are printed as JSON, one
+line per benchmark, then all together; docs/benchmarks.md holds them as
+tables. NAME: heap, soak, lateness, flash, web, api (soak runs only when
+named: it takes an hour).
 """
 
 import json
@@ -23,61 +24,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from simctl import Sim, simtool  # noqa: E402
+from bench_memory import bench_floors as bench_heap, bench_soak  # noqa: E402
 
 import upy  # noqa: E402
-
-
-def _runs_at(heap_k, seconds, mpy):
-    """Does the simulator meter and draw for `seconds` within heap_k KiB?"""
-    d = tempfile.mkdtemp(prefix="bench-heap-")
-    try:
-        try:
-            sim = Sim(os.path.join(d, "dev"), heap="%dk" % heap_k, profile="house", mpy=mpy)
-        except Exception:
-            return False
-        try:
-            time.sleep(seconds)
-            st = sim.state_()
-            screen = sim.screen()
-            ok = (st["counters_uwh"]["imp_t"] > 0 and st["fault"] is None
-                  and "POWER W" in screen[0] and not any(st["restarts"].values()))
-            sim.cmd("tap", "down")
-            time.sleep(0.5)
-            ok = ok and "VOLTAGE" in sim.screen()[0]
-            ok = ok and sim.quit() == 0 and "MemoryError" not in sim.output()
-            return ok
-        except Exception:
-            return False
-        finally:
-            if sim.proc.poll() is None:
-                sim.kill()
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def _floor(seconds, mpy):
-    lo, hi = 8, 512  # KiB: fails at lo, runs at hi
-    if not _runs_at(hi, seconds, mpy):
-        return None
-    while hi - lo > 2:
-        mid = (lo + hi) // 2
-        if _runs_at(mid, seconds, mpy):
-            hi = mid
-        else:
-            lo = mid
-    floor = hi  # confirm it is stable, not a lucky run
-    while not all(_runs_at(floor, seconds, mpy) for _ in range(2)):
-        floor += 2
-    return floor
-
-
-def bench_heap(quick):
-    """Lowest -X heapsize at which metering + display run: from source (the
-    compiler's RAM included) and from the .mpy deploy tree (as deployed)."""
-    seconds = 3 if quick else 8
-    simtool.build_mpy_tree()
-    return {"min_heap_kib_source": _floor(seconds, False),
-            "min_heap_kib_mpy": _floor(seconds, True), "seconds_each": seconds}
 
 
 def _menu_activity(sim, seconds):
@@ -507,8 +456,8 @@ def main(argv):
     only = argv[argv.index("--only") + 1] if "--only" in argv else None
     results = {}
     for name, fn in (("heap", bench_heap), ("lateness", bench_lateness), ("flash", bench_flash),
-                     ("web", bench_web), ("api", bench_api)):
-        if only and name != only:
+                     ("web", bench_web), ("api", bench_api), ("soak", bench_soak)):
+        if only and name != only or not only and name == "soak":
             continue
         t = time.time()
         results[name] = fn(quick)

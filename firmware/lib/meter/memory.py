@@ -25,7 +25,7 @@ _ROOM = const(12 * 1024)
 # the heap is one free block, and kept: opened and closed all day, the
 # servers would otherwise need six contiguous 2.5 KB blocks from a heap that
 # their own pages have fragmented.
-NET_BUF = const(2564)
+NET_BUF = const(2308)
 NET_BUFS = const(6)
 _net = None
 
@@ -86,7 +86,7 @@ _hog = []
 def snapshot(args=None):
     """The control command `mem`. `mem map` also prints MicroPython's heap
     block map to the console (the simulator's log); `mem hog N` holds N
-    bytes in 512-byte pieces (a test's way to make the heap short),
+    bytes more in 128-byte pieces (a test's way to make the heap short),
     `mem hog 0` lets them go."""
     if args and args[0] == "hog":
         n = int(args[1])
@@ -94,10 +94,14 @@ def snapshot(args=None):
             _hog.clear()
         while n > 0:
             try:
-                _hog.append(bytearray(512))
+                _hog.append(bytearray(128))
             except MemoryError:
                 break
-            n -= 512
+            n -= 128
+    if args and args[0] == "mods":
+        import sys
+
+        return sorted(sys.modules)
     gc.collect()
     if args and args[0] == "map":
         import micropython

@@ -21,6 +21,7 @@ encryption on), --web-port N (the Web Admin's port), --api-port N (the
 local API's port, default 8081).
 """
 
+import io
 import json
 import os
 import sys
@@ -191,6 +192,10 @@ class HostBoard:
             srv.close()
 
     async def _client(self, reader, writer):
+        # Replies are serialised into one buffer allocated per client, not
+        # built as strings: the control socket must keep answering on a
+        # fragmented heap at the device budget (it is how tests watch it).
+        buf = bytearray(_REPLY)
         try:
             while True:
                 line = await reader.readline()
@@ -200,7 +205,14 @@ class HostBoard:
                     out = await self._command(line.decode().split())
                 except Exception as e:
                     out = {"error": repr(e)}
-                writer.write(json.dumps(out).encode() + b"\n")
+                w = _Reply(buf)
+                try:
+                    json.dump(out, w)
+                except (MemoryError, ValueError) as e:
+                    w = _Reply(buf)
+                    json.dump({"error": repr(e)}, w)
+                w.write(b"\n")
+                writer.write(memoryview(buf)[:w.n])
                 await writer.drain()
         finally:
             writer.close()
@@ -284,6 +296,22 @@ class HostBoard:
 
 
 _restore = []
+
+
+_REPLY = 2048  # largest control-socket reply (the state snapshot is ~1.2 KB)
+
+
+class _Reply(io.IOBase):
+    def __init__(self, buf):
+        self.buf, self.n = buf, 0
+
+    def write(self, data):
+        k = len(data)
+        if self.n + k > len(self.buf):
+            raise ValueError("reply too long")
+        self.buf[self.n:self.n + k] = data
+        self.n += k
+        return k
 
 
 def restore_terminal():

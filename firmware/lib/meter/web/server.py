@@ -55,7 +55,7 @@ HEAD_MS = 5000
 BODY_MS = 5000
 HANDLER_MS = 20000
 WRITE_MS = 10000
-MAX_HEAD = 1536
+MAX_HEAD = 1280
 MAX_HEADERS = 32
 MAX_URL = 512
 MAX_BODY = 1024
@@ -67,6 +67,9 @@ BUF = MAX_HEAD + 4 + MAX_BODY  # one request: memory.NET_BUF
 # when none is left a newcomer is refused with 503, as by a full server.
 MAX_HANDLERS = 2
 METHODS = ("GET", "HEAD", "POST")
+# What a newcomer has sent already, read here and copied into its request
+# buffer before the next await: one for every server.
+_PEEK = bytearray(READ)
 
 # phases of a connection; the first two are "still sending its request"
 HEAD, BODY, HANDLE, WRITE, STREAM = 0, 1, 2, 3, 4
@@ -192,7 +195,6 @@ class Server:
         # Request buffers, allocated once while the heap is tidy: a request
         # is read into one, never grown piece by piece.
         self._bufs = memory.net_buffers()
-        self._peek = bytearray(READ)
         self._srv = None
         self._reaper = None
         self.closed = False
@@ -273,7 +275,7 @@ class Server:
         """Bytes the client has sent already, read into the shared peek
         buffer (0: none yet, -1: closed or failed)."""
         try:
-            n = writer.s.readinto(self._peek)
+            n = writer.s.readinto(_PEEK)
         except Exception:
             return -1
         if n is None:
@@ -322,7 +324,7 @@ class Server:
         bufs = self._bufs  # the pool, even if the server closes meanwhile
         buf = bufs.pop()
         if n:
-            memoryview(buf)[:n] = memoryview(self._peek)[:n]
+            memoryview(buf)[:n] = memoryview(_PEEK)[:n]
         conn = Conn(asyncio.current_task(), peer_ip(writer.get_extra_info("peername")), now)
         conn.got = n
         self.conns.append(conn)
