@@ -111,8 +111,10 @@ class Sim:
             if v:
                 return v
             if time.time() > end:
-                raise AssertionError("timed out waiting for %s; screen:\n%s" % (
-                    what, "\n".join(self.screen())))
+                raise AssertionError("timed out (%s s) waiting for %s; last value %r; screen:\n%s"
+                                     "\nlog tail:\n%s" % (
+                                         timeout, what, v, "\n".join(self.screen()),
+                                         self.output()[-2000:]))
             time.sleep(0.05)
 
     def wait_screen(self, text, timeout=10):

@@ -98,7 +98,7 @@ def test_status_field_by_field_in_service_mode(tmp_path, capsys):
         assert st["counters_uwh"]["imp_t"] > 0 and st["counters_status"] == "ok"
         assert st["app_tokens"] == 0 and st["provisioned"]["files"] == []
         assert any("display service-mode ok entered" in e for e in st["audit_tail"]), st
-        assert 0 < st["service_left_s"] <= SERVICE_S and st["heap_free"] > 100000
+        assert 0 < st["service_left_s"] <= SERVICE_S and st["heap_free"] > 80 * 1024  # services stopped: room for the REPL
         # the human form names the same things
         rc, out = run_flash(capsys, "status", "--port", port)
         assert rc == 0, out

@@ -45,10 +45,11 @@ ACTIONS = {
     "token-delete": (("tokens",), {"web"}),
 }
 # Settings no interface changes: service settings written when the device is
-# provisioned (tools/flash.py), and the test-only window length.
+# provisioned (tools/flash.py provision, in service mode, which wipes a locked
+# meter before its REPL opens), and the test-only window length.
 PROVISIONED = {"meter.line_freq", "meter.tick_ms", "energy.save_min_ms", "display.contrast",
                "mqtt.host", "mqtt.ip", "mqtt.port", "mqtt.keepalive_s", "test.web_window_s",
-               "test.token_pending_s"}
+               "test.token_pending_s", "device.name", "update.server"}
 LOCK_KEYS = {"lock.hash", "lock.on"}  # changed only by the lock itself
 # Cloud commands that are not configuration changes.
 MQTT_OTHER = {"status", "lock_set", "lock", "unlock", "lock_change"}

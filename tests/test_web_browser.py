@@ -249,10 +249,14 @@ def test_window_end_closes_the_port_and_kills_the_session(browser, tmp_path):
         assert port_refuses(s.web_port) and st["sessions"] == 0 and st["conns"] == 0
         with pytest.raises(playwright.Error):
             pg.reload()  # connection refused
-        # a new window: the browser still has its cookie, the device not
+        # a new window: the browser still has its cookie, the device not. A
+        # fresh tab of the same context (same cookie jar): the old tab sits
+        # on Chromium's error page, whose own reload races a navigation.
         web_on(s)
-        pg.goto(base + "/energy")
-        assert pg.url == base + "/login"
+        assert ctx.cookies(base), "the browser lost its session cookie"
+        pg2 = ctx.new_page()
+        pg2.goto(base + "/energy")
+        assert pg2.url == base + "/login"
         ctx.close()
         assert s.quit() == 0
     finally:

@@ -92,12 +92,14 @@ def snapshot(args=None):
         n = int(args[1])
         if not n:
             _hog.clear()
-        while n > 0:
+        # Counted by what the heap says, not by the pieces' sizes: each piece
+        # also costs its object header and a list slot, and the list grows.
+        target = gc.mem_free() - n
+        while gc.mem_free() > target:
             try:
                 _hog.append(bytearray(128))
             except MemoryError:
                 break
-            n -= 128
     if args and args[0] == "mods":
         import sys
 

@@ -33,11 +33,12 @@ class HostOta:
         self.current = self._started()
 
     def _file(self, label, size):
-        # An app slot programs in whole 4 KiB pieces: a 16-byte write(2) each
+        # An app slot programs in 256-byte pieces (the largest FilePartition
+        # checks through its fixed scratch buffer): a 16-byte write(2) each
         # (the default) makes a 1.5 MiB update take 20 s here instead of 1 s.
         # Torn programs inside a slot need no finer model: the image is
         # checked whole by its SHA-256 (tests/mpy/test_ota.py cuts at 16 bytes).
-        chunk = 16 if label == "otadata" else 4096
+        chunk = 16 if label == "otadata" else 256
         return FilePartition(self.path + "/" + label + ".bin", size, chunk=chunk)
 
     def _started(self):
