@@ -19,6 +19,69 @@ import upy  # noqa: E402
 # The real peers' fixtures: browser, pki, broker (tests/peers.py).
 pytest_plugins = ["peers"]
 
+# The tests that load the machine: tools/dev.py test runs them in a phase of
+# their own, so that they never share the two cores with tests whose timing
+# they would disturb (button presses, browser timeouts). docs/testing.md.
+HEAVY = (
+    "test_web_attack.py",
+    "test_powercut.py",
+    "test_memory.py::test_all_services_at_once_within_the_budget",
+    "test_api.py::test_thousands_of_pairing_requests_and_bad_tokens_keep_metering",
+)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        name = "%s::%s" % (item.path.name, item.name)
+        if any(name == h or item.path.name == h for h in HEAVY):
+            item.add_marker(pytest.mark.heavy)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    item._sims_before = len(sys.modules["simctl"].MADE) if "simctl" in sys.modules else 0
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report carries the log tail of every simulator it
+    started, and of any still running (a module's shared one): what the
+    firmware said is most of the explanation."""
+    outcome = yield
+    rep = outcome.get_result()
+    if not rep.failed:
+        return
+    simctl = sys.modules.get("simctl")
+    first = getattr(item, "_sims_before", 0)
+    for i, sim in enumerate(simctl.MADE if simctl else ()):
+        running = sim.proc is not None and sim.proc.poll() is None
+        if i >= first or running:
+            rep.sections.append(("simulator %s (%s)" % (
+                os.path.basename(sim.state), "running" if running else "stopped"),
+                sim.output()[-3000:]))
+    browser = getattr(item, "funcargs", {}).get("browser")
+    if browser is not None and call.when == "call":
+        _pages_of(browser, item.name, rep)
+
+
+def _pages_of(browser, name, rep):
+    """Every open page of a failed browser test: its URL, its text, and a
+    screenshot in tests/.tmp/shots/ (what the user would have seen)."""
+    shots = os.path.join(TMP, "shots")
+    os.makedirs(shots, exist_ok=True)
+    n = 0
+    for ctx in browser.contexts:
+        for pg in ctx.pages:
+            n += 1
+            try:
+                path = os.path.join(shots, "%s-%d.png" % (name, n))
+                pg.screenshot(path=path, timeout=5000)
+                text = pg.inner_text("body", timeout=2000)[:1500]
+            except Exception as e:  # the page may be gone with the test's failure
+                path, text = "-", "(unreadable: %r)" % e
+            rep.sections.append(("page %d %s" % (n, pg.url), "screenshot %s\n%s" % (path, text)))
+
+
 MPY_DIR = os.path.join(os.path.dirname(__file__), "mpy")
 TMP = os.path.join(os.path.dirname(__file__), ".tmp")
 

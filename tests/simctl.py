@@ -28,6 +28,11 @@ def free_port():
     return port
 
 
+# Every Sim made in this process, in order: tests/conftest.py attaches the
+# log tails of a failed test's simulators to its report.
+MADE = []
+
+
 class Sim:
     """One simulator process with a control connection."""
 
@@ -59,6 +64,7 @@ class Sim:
             if service_pty else None
         self.proc = None
         self.sock = None
+        MADE.append(self)
         self.start(wait)
 
     def start(self, wait=True):
@@ -222,17 +228,19 @@ b = HostBoard(["x", "--state", %r, "--headless"] + %r)
 s = LogStore(b.partition("counters"))
 c = EnergyCounters(s, b, None, 3125)
 try:
-    truth = [int(x) for x in open(%r + "/ic-truth").read().split()]
+    vals = [int(x) for x in open(%r + "/ic-truth").read().split()]
 except OSError:
-    truth = [0] * 8
+    vals = [0] * 8
 print(json.dumps({"uwh": c.uwh, "gen": c.generation, "status": c.status,
-                  "damaged": s.damaged, "seq": s.seq, "truth": truth}))
+                  "damaged": s.damaged, "seq": s.seq, "truth": vals[:8],
+                  "read": vals[8:] or vals[:8]}))
 """
 
 
 def probe(state, *board_args):
     """Load the counters from a (stopped) simulator's flash with the
-    firmware's own loader; also the simulated IC's truth."""
+    firmware's own loader; also the simulated IC's truth and what was read
+    out of its energy registers (meter/board/icsim.py)."""
     state = str(state)
     code = PROBE % (state, list(board_args), state)
     return json.loads(upy.exec_code(code).strip().splitlines()[-1])

@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PENDING_S = 6
 LATE_P99_MS = 50
 LATE_MAX_MS = 250
-FLOOD_S = 8
+FLOOD_N = 550  # requests per flooding client (4 pairing, 2 with bad tokens)
 CONST_P = [1000, 2000, -1500, 1500]  # W per phase and total, profile "const"
 
 
@@ -360,17 +360,18 @@ def test_revoked_token_is_refused(sim):
 def test_thousands_of_pairing_requests_and_bad_tokens_keep_metering(sim):
     web_on(sim)
     port = sim.api_port
-    st0 = sim.cmd("api")
+    st0 = sim.cmd("api", "tokens")  # loads the store: this test may run alone
     sim.cmd("lateness-reset")
     counts = {}
     lock = threading.Lock()
 
-    end = time.time() + FLOOD_S
+    # A number of requests, not a time: how many a loaded machine gets through
+    # in some seconds is no property of the firmware.
+    end = time.time() + 120
 
     def flood(kind):
-        i = 0
-        while time.time() < end:
-            i += 1
+        for i in range(FLOOD_N):
+            assert time.time() < end, "the flood took over 120 s"
             try:
                 if kind == "pair":
                     r = App(port).pair("flood %d" % i)
@@ -392,7 +393,7 @@ def test_thousands_of_pairing_requests_and_bad_tokens_keep_metering(sim):
     for t in ts:
         t.join()
     took = time.time() - t0
-    st = sim.cmd("api")
+    st = sim.cmd("api", "tokens")
     state = sim.state_()
     late = state["lateness_ms"]
     report = "in %.1f s: %s; lateness %s; api %s" % (took, counts, state["lateness_ms"], st["stats"])
@@ -400,9 +401,10 @@ def test_thousands_of_pairing_requests_and_bad_tokens_keep_metering(sim):
     created = counts.get(("pair", 201, False), 0)
     # (503: the HTTP layer's fast "busy, retry in 1 s" when every slot is taken)
     limited = counts.get(("pair", 429, True), 0) + counts.get(("pair", 503, True), 0)
-    # the bucket lets a few through, the pending cap holds the rest; every
-    # other request is told when to try again
-    assert 1 <= created <= 4 and limited >= 2000, report
+    # the bucket lets a few through (its burst, then one per refill), the
+    # pending cap holds the rest; every other request is told when to try again
+    assert 1 <= created <= 3 + 1 + int(took) // 20, report
+    assert limited >= 4 * FLOOD_N - created - 10, report
     # A connection refused while every request buffer is busy may reach the
     # client as a reset instead of the 503 (closed with its request unread):
     # rare, and never a pairing.
@@ -411,10 +413,11 @@ def test_thousands_of_pairing_requests_and_bad_tokens_keep_metering(sim):
     assert resets <= max(5, total // 100), report
     assert sum(v for k, v in counts.items() if k[0] == "pair" and len(k) == 3) == \
         created + limited, report
-    assert counts.get(("token", 401, "unknown token"), 0) >= 1000, report
+    assert counts.get(("token", 401, "unknown token"), 0) >= 2 * FLOOD_N - 10, report
     assert sum(v for k, v in counts.items() if k[0] == "token" and len(k) == 3) == \
         counts[("token", 401, "unknown token")] + counts.get(("token", 503, "busy\n"), 0), report
-    assert late["n"] >= FLOOD_S - 1, report  # the metering ticks during the flood
+    assert late["n"] >= int(took) - 1, report  # the metering ticks during the flood
+    assert late["max"] < 250, report  # the firmware's own measure of its tick
     pending = len([t for t in st["tokens"] if t[2] == "pending"])
     assert pending <= created  # (they expire after PENDING_S)
     assert st["store_writes"] == st0["store_writes"]  # nothing stored on flash

@@ -77,5 +77,9 @@ def test_without_cuts_counters_equal_truth_exactly(tmp_path):
             time.sleep(1.5)
             assert sim.quit() == 0
         p = probe(state)
-        assert p["uwh"] == [t * UWH_PER_LSB for t in p["truth"]], p
+        # Every LSB read out of the IC is counted and saved; what the IC
+        # measured after the final read (a few ms) dies with the process
+        # here, while a real IC would hand it to the next start.
+        assert p["uwh"] == [t * UWH_PER_LSB for t in p["read"]], p
+        assert all(0 <= t - r <= 2 for t, r in zip(p["truth"], p["read"])), p
     assert p["uwh"][6] > 0  # const: phase C exported

@@ -637,14 +637,16 @@ def test_truth_file_round_trip():
     sim.advance()  # and 5 s more still in the registers
     with open(path) as f:
         text = f.read()
-    assert text.endswith("\n") and text.count("\n") == 1
-    assert [int(x) for x in text.split()] == sim.truth
-    assert sim.truth[0] == lsb(1000000, 15000) and len(text.split()) == 8
+    assert text.endswith("\n") and text.count("\n") == 2
+    truth, read = text.split("\n")[:2]
+    assert [int(x) for x in truth.split()] == sim.truth
+    assert [int(x) for x in read.split()] == sim.read == out  # handed out: 10 s
+    assert sim.truth[0] == lsb(1000000, 15000) and len(truth.split()) == 8
     assert "truth.tmp" not in os.listdir(d)
     # "power cut": a new process loads the truth, the IC starts empty
     c2 = Clock(50)
     sim2 = IcSim("const", c2, truth_path=path)
-    assert sim2.truth == sim.truth
+    assert sim2.truth == sim.truth and sim2.read == sim.read
     drv2 = ATM90E32(sim2)
     drv2.init()
     assert drv2.read_energy(out) is None and out == [0] * 8
@@ -652,7 +654,8 @@ def test_truth_file_round_trip():
     assert drv2.read_energy(out) is None and out[0] == 888
     assert sim2.truth[0] == lsb(1000000, 15000) + 888
     with open(path) as f:
-        assert [int(x) for x in f.read().split()] == sim2.truth
+        assert [int(x) for x in f.read().split()][:8] == sim2.truth
+    assert sim2.read[0] == sim.read[0] + 888  # carried over, plus this read
     # nothing accumulates (and nothing is written) while metering is off
     c3 = Clock(0)
     sim3 = IcSim("const", c3, truth_path=d + "/none")

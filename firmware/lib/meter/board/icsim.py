@@ -39,7 +39,10 @@ registers, timing (5 ms after reset, SPI speed), CRC registers.
 registers (read with a corrupted answer, wrapped, soft reset, or a power cut
 of the host process: the IC's registers die with it) stays in `truth`. With
 `truth_path` it is loaded at start and rewritten atomically (".tmp", then
-rename) after every advance that changed it: one line of 8 integers.
+rename) after every advance that changed it: one line of 8 integers. A
+second line holds `read`, the LSB counts handed out by reads of the energy
+registers: what the firmware must have counted (truth - read is what the
+registers still hold, lost when the process ends).
 """
 
 import os
@@ -105,6 +108,7 @@ class IcSim:
         self._now = 0  # ms since start, up to which energy is integrated
         self._const = profile in ("const", "full", "idle")
         self.truth = [0] * 8
+        self.read = [0] * 8
         self.overflows = 0
         self.fault = None
         self.truth_path = truth_path
@@ -122,9 +126,10 @@ class IcSim:
             except OSError:
                 vals = None
             if vals is not None:
-                if len(vals) != 8:
+                if len(vals) not in (8, 16):
                     raise ValueError("truth file")
-                self.truth = vals
+                self.truth = vals[:8]
+                self.read = vals[8:] or vals[:8]
         self._reset()
 
     # --- faults ----------------------------------------------------------
@@ -196,6 +201,10 @@ class IcSim:
         if j is not None:
             v = self._energy[j]
             self._energy[j] = 0
+            if v:
+                self.read[j] += v
+                if self.truth_path:
+                    self._save()
             return v
         if 0xB0 <= addr <= 0xFF:
             return self._live(addr)
@@ -293,6 +302,7 @@ class IcSim:
         tmp = self.truth_path + ".tmp"
         with open(tmp, "w") as f:
             f.write(" ".join([str(x) for x in self.truth]) + "\n")
+            f.write(" ".join([str(x) for x in self.read]) + "\n")
         os.rename(tmp, self.truth_path)
 
     def phase(self, n):
