@@ -61,11 +61,20 @@ def test_corrupt_counter_file_is_reported_and_kept(tmp_path):
     junk = bytes(range(256)) * 16
     with open(state / "counters.bin", "wb") as f:
         f.write(junk * 16)  # full partition, nothing valid
-    with Sim(state) as sim:
+    # A save policy that would write at every 100 ms tick at full load (the
+    # control below shows it does): the corrupt store gets none of them.
+    fast = {"meter.tick_ms": 100, "energy.save_min_ms": 0}
+    configure(tmp_path / "control", **fast)
+    with Sim(tmp_path / "control", profile="full") as sim:
+        sim.wait_for(lambda: sim.state_()["saves"] >= 5, what="the control's saves")
+    configure(state, **fast)
+    with Sim(state, profile="full") as sim:
         sim.wait_screen("COUNTERS CORRUPT")
-        time.sleep(1.5)
-        st = sim.state_()
-        assert st["counters_status"] == "corrupt" and st["saves"] == 0
+        sim.cmd("lateness-reset")
+        st = sim.wait_for(lambda: (lambda s: s if s["lateness_ms"]["n"] >= 10 else None)(
+            sim.state_()), what="ten metering ticks")
+        assert st["counters_status"] == "corrupt" and st["saves"] == 0, st
+        assert st["counters_uwh"]["imp_t"] > 0  # metering went on, in RAM
         assert sim.quit() == 0
     with open(state / "counters.bin", "rb") as f:
         assert f.read() == junk * 16  # nothing overwritten by defaults
