@@ -25,16 +25,21 @@ pytest_plugins = ["peers"]
 HEAVY = (
     "test_web_attack.py",
     "test_powercut.py",
-    "test_memory.py::test_all_services_at_once_within_the_budget",
     "test_api.py::test_thousands_of_pairing_requests_and_bad_tokens_keep_metering",
+)
+# Long but light (one simulator, about a tenth of a core): tools/dev.py test
+# runs these in a lane of their own beside both phases.
+LONG = (
+    "test_memory.py::test_all_services_at_once_within_the_budget",
 )
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         name = "%s::%s" % (item.path.name, item.name)
-        if any(name == h or item.path.name == h for h in HEAVY):
-            item.add_marker(pytest.mark.heavy)
+        for marker, names in (("heavy", HEAVY), ("long", LONG)):
+            if any(name == h or item.path.name == h for h in names):
+                item.add_marker(getattr(pytest.mark, marker))
 
 
 @pytest.hookimpl(tryfirst=True)
