@@ -7,7 +7,8 @@
 
 Every subcommand first makes sure that what it needs is installed: a
 virtual environment in .venv with the pinned host tools from pyproject.toml
-(the MicroPython unix port among them), the pinned device libraries in
+(only the `sim` group for the simulator, every group for tests and
+benchmarks), the pinned device libraries in
 build/lib (tools/deps.py), the Debian packages that build the device image
 (a 32-bit C compiler), the device image itself (tools/image.py: MicroPython
 built 32-bit with the firmware frozen in, what the simulator runs), and for
@@ -27,7 +28,8 @@ STAMP = os.path.join(VENV, ".dev-deps")
 
 # Debian packages the tests use as real peers: openssl makes the test PKI,
 # mosquitto is the MQTT broker, chromium the browser Playwright drives.
-APT_FOR_TESTS = ["openssl", "mosquitto", "chromium"]
+# tmux is the 80x24 terminal of tests/test_terminal.py.
+APT_FOR_TESTS = ["openssl", "mosquitto", "chromium", "tmux"]
 # The device image is MicroPython built 32-bit (tools/image.py).
 APT_FOR_IMAGE = ["make", "gcc-multilib"]
 
@@ -36,23 +38,37 @@ def log(msg):
     print("[dev] " + msg, file=sys.stderr, flush=True)
 
 
-def dev_requirements():
+# pyproject.toml's groups each command needs: the simulator starts without
+# waiting for the test tools (Playwright, pytest) to install.
+GROUPS = {"sim": ("sim",), "test": ("sim", "tools", "test"), "bench": ("sim", "tools", "test")}
+
+
+def requirements(groups):
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
-        return tomllib.load(f)["project"]["optional-dependencies"]["dev"]
+        deps = tomllib.load(f)["project"]["optional-dependencies"]
+    return [r for g in groups for r in deps[g]]
 
 
-def ensure_venv():
-    reqs = dev_requirements()
-    want = "\n".join(reqs)
-    if os.path.exists(STAMP) and open(STAMP).read() == want:
+def ensure_venv(groups):
+    reqs = requirements(groups)
+    have = set(open(STAMP).read().split("\n")) if os.path.exists(STAMP) else set()
+    missing = [r for r in reqs if r not in have]
+    if not missing:
         return
     if not os.path.exists(VPY):
         log("creating .venv")
         subprocess.check_call([sys.executable, "-m", "venv", VENV])
-    log("installing host tools: " + ", ".join(reqs))
-    subprocess.check_call([VPY, "-m", "pip", "install", "-q", *reqs])
+    log("installing host tools (%s): %s" % ("+".join(groups), ", ".join(missing)))
+    subprocess.check_call([VPY, "-m", "pip", "install", "-q", *missing])
+    # what is installed now: an older pin of the same name is replaced
+    names = {_name(r) for r in missing}
+    keep = [r for r in have if r and _name(r) not in names]
     with open(STAMP, "w") as f:
-        f.write(want)
+        f.write("\n".join(sorted(keep + missing)))
+
+
+def _name(req):
+    return req.split("==")[0].strip().lower()
 
 
 def ensure_apt(pkgs):
@@ -84,7 +100,7 @@ def main(argv):
         print(__doc__)
         return 2
     cmd, rest = argv[0], argv[1:]
-    ensure_venv()
+    ensure_venv(GROUPS[cmd])
     ensure_device_libs()
     if "--dev" not in rest:
         ensure_image()

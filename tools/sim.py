@@ -14,7 +14,9 @@ precompiled .mpy deploy tree (tools/build.py --target sim) on the same
 on the fast 64-bit unix port from PyPI with a roomy heap, for quick edits:
 not a model of the device's memory.
 
-The display is drawn in the terminal; w/s/enter (or the arrows) are
+The display is drawn in the terminal, sized to it (128x33 for the pixels;
+a smaller terminal such as 80x24 shows the display's 16x8 characters, and
+one below 58x12 says what size is needed); w/s/enter (or the arrows) are
 UP/DOWN/OK; q quits with a final counter save. --state DIR keeps the
 simulated flash between runs (otherwise a fresh temporary directory is
 used, so several instances can run side by side). A firmware-requested
@@ -26,6 +28,7 @@ firmware restarts.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -133,6 +136,11 @@ def main(argv):
         if on:
             argv.remove(f)
     runtime = runtime_of(flags["--mpy"], flags["--dev"])
+    if "--headless" not in argv and "--term" not in argv and sys.stdout.isatty():
+        # The firmware cannot ask the terminal its size: it is told, and
+        # draws what fits (meter/board/hostterm.py).
+        size = shutil.get_terminal_size()
+        argv += ["--term", "%dx%d" % (size.columns, size.lines)]
     if runtime == MPY:
         build_mpy_tree()
     cmd = command(argv, heap, runtime)

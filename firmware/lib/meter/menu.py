@@ -4,6 +4,7 @@ yet is not shown (features add themselves through `app.menu_entries`)."""
 
 from meter import VERSION
 from meter.energy import RESET_CONFIRM
+from meter.text import UNSUPPORTED, short, state
 from meter.ui import Confirm, Info, Menu, Message, PinEntry
 
 
@@ -39,11 +40,11 @@ def lock_lines(app):
     """The lock's state; it is switched in the Web Admin or by the cloud."""
     st = app.settings.lock_state()
     if st == "locked":
-        return ["State: LOCKED", "Config is read-", "only. Unlock:", "Web Admin/cloud", "Forgot it? Only",
-                "service wipe."]
+        return ["State: LOCKED", "Config is read-only. Unlock: Web Admin/cloud.",
+                "Forgot it? Only service wipe."]
     if st == "unlocked":
-        return ["State: unlocked", "Lock it in Web", "Admin Security", "or by the cloud."]
-    return ["State: no lock", "password set.", "Set it in Web", "Admin Security."]
+        return ["State: unlocked", "Lock it in Web Admin Security or by the cloud."]
+    return ["State: no lock password set.", "Set it in Web Admin Security."]
 
 
 def comm(ui):
@@ -60,14 +61,14 @@ def wifi(ui):
 
     def status():
         w = app.board.wifi()
-        return ["Network:", (app.settings.get("wifi.ssid") or "-")[:16],
-                "State:", w.status()[:16], "IP:", w.ip() or "-"]
+        return ["Network:", app.settings.get("wifi.ssid") or "-",
+                "State: " + w.status(), "IP: " + (w.ip() or "-")]
 
     return ([("Status", lambda: ui.push(Info(ui, "WI-FI STATUS", status)))]
             + _extra(ui, "wifi")
             + [("Reset Wi-Fi", lambda: ui.push(Confirm(
-                ui, ["RESET WI-FI?", "Back to 'not", "configured'. Run", "Wi-Fi setup",
-                     "again after."], lambda: reset_wifi(ui), "Yes, reset")))])
+                ui, ["RESET WI-FI?", "Back to 'not configured'. Run Wi-Fi setup again after."],
+                lambda: reset_wifi(ui), "Yes, reset")))])
 
 
 def reset_wifi(ui):
@@ -75,7 +76,7 @@ def reset_wifi(ui):
     try:
         app.settings.update({"wifi.ssid": "", "wifi.key": ""}, "menu")
     except Exception as e:
-        ui.push(Message(ui, ["NOT RESET", str(e)[:16], str(e)[16:32]]))
+        ui.push(Message(ui, ["NOT RESET", str(e)]))
         return
     app.board.wifi().disconnect()
     app.audit.append("menu", "wifi-reset", "ok")
@@ -86,7 +87,7 @@ def _offer_setup(ui):
     """After Reset Wi-Fi: offer the Wi-Fi setup procedure (No preselected)."""
     web = getattr(ui.app, "web", None)
     if web is not None and web.wifi_capable():
-        ui.push(Confirm(ui, ["WI-FI SETUP?", "Open the setup", "access point", "now?"],
+        ui.push(Confirm(ui, ["WI-FI SETUP?", "Open the setup access point now?"],
                         lambda: _wifi_setup(web, ui), "Yes, start"))
 
 
@@ -97,18 +98,19 @@ def _wifi_setup(web, ui):
 
 
 def measurement(ui):
+    # "Reset energy counters" does not fit a menu row: the question says it.
     return [("Reset counters", lambda: ui.push(Confirm(
-        ui, ["RESET COUNTERS?", "IRREVERSIBLE:", "all totals and", "per-phase values",
-             "are deleted."], lambda: reset_counters(ui), "Yes, reset all")))]
+        ui, ["RESET ENERGY COUNTERS?", "IRREVERSIBLE: all totals and per-phase values are "
+             "deleted."], lambda: reset_counters(ui), "Yes, reset all")))]
 
 
 def reset_counters(ui):
     try:
         ui.app.counters.reset(RESET_CONFIRM, "menu")
     except Exception as e:
-        ui.push(Message(ui, ["NOT RESET", str(e)[:16], str(e)[16:32]]))
+        ui.push(Message(ui, ["NOT RESET", str(e)]))
         return
-    ui.push(Message(ui, ["COUNTERS RESET", "All energy", "counters are 0."]))
+    ui.push(Message(ui, ["COUNTERS RESET", "All energy counters are 0."]))
 
 
 def services(ui):
@@ -118,7 +120,7 @@ def services(ui):
     out = []
     for label, key in getattr(app, "services", ()):
         on = app.settings.get(key)
-        out.append(("%s: %s" % (label, "on" if on else "off"),
+        out.append(("%s: %s" % (short(label), state(bool(on))),
                     (lambda k=key, v=on: _toggle(ui, k, not v))))
     return out
 
@@ -127,7 +129,7 @@ def _toggle(ui, key, value):
     try:
         ui.app.settings.update({key: value}, "menu")
     except Exception as e:
-        ui.push(Message(ui, ["NOT CHANGED", str(e)[:16], str(e)[16:32]]))
+        ui.push(Message(ui, ["NOT CHANGED", str(e)]))
 
 
 def change_pin(ui):
@@ -166,12 +168,10 @@ def firmware(app):
     return ["Version " + VERSION, "Board " + app.board.name]
 
 
-def _flag(v):
-    return "n/a" if v is None else ("on" if v else "OFF")
-
-
 def device(app):
+    """Label and state on rows of their own ("Flash encryption" fills one),
+    so that the six rows hold it all (a serial is 12 characters)."""
     sec = app.board.security_state()
-    return ["Serial", app.board.serial()[:16], "Firmware " + VERSION,
-            "Secure boot " + _flag(sec.get("secure_boot")),
-            "Flash enc. " + _flag(sec.get("flash_encryption"))]
+    return ["S/N " + app.board.serial(), "Firmware " + VERSION,
+            "Secure boot", "  " + state(sec.get("secure_boot", UNSUPPORTED)),
+            "Flash encryption", "  " + state(sec.get("flash_encryption", UNSUPPORTED))]

@@ -9,7 +9,11 @@ menu session ends when the user leaves to the pages, or after IDLE_MS
 without a button press.
 
 Buttons in the menu: UP/DOWN move, OK selects, a long OK goes back. In PIN
-entry UP/DOWN change the selected digit and OK moves to the next one.
+entry UP/DOWN change the selected digit and OK moves to the next one. Every
+screen says so in the same words at the bottom: "UP/DN", "OK:<what>", and
+"hold OK: back" / "hold OK: cancel" where holding OK does something. Every
+message is wrapped on word boundaries (meter.text) and scrolls with UP/DOWN
+when it is longer than the screen, so nothing is cut.
 """
 
 import asyncio
@@ -17,6 +21,7 @@ import time
 
 from meter import VERSION, buttons as btn
 from meter.board import BTN_DOWN, BTN_OK, BTN_UP
+from meter.screens import Confirm, Info, Menu, Message, PinEntry  # noqa: F401 (menu.py's)
 
 COLS = 16
 REFRESH_MS = 250
@@ -60,10 +65,10 @@ def _w(x):
 
 def page_power(s, app):
     lv = app.sampler.live
-    s.line(0, "POWER W", True)
+    s.line(0, "POWER W       PF", True)  # PF over the power factor column
     for i, name in enumerate(("L1", "L2", "L3")):
         s.line(1 + i, "%s %s  %5.2f" % (name, _w(lv.p[i]), lv.pf[i]))
-    s.line(4, "TOT%s" % _w(lv.p[3]))
+    s.line(4, "TOT%s  %5.2f" % (_w(lv.p[3]), lv.pf[3]))
     s.line(5, "%.2f Hz" % lv.freq)
 
 
@@ -146,162 +151,6 @@ class Pages:
             self.ui.enter_settings()
 
 
-# -- generic screens -----------------------------------------------------------
-
-
-class Message:
-    """Some lines; OK (or a long OK) continues with then()."""
-
-    def __init__(self, ui, lines, then=None):
-        self.ui = ui
-        self.lines = lines
-        self.then = then
-
-    def render(self, s):
-        for i, text in enumerate(self.lines[:6]):
-            s.line(i, text, i == 0)
-        s.line(7, "OK: continue", True)
-
-    def event(self, ev):
-        if ev in (btn.OK, btn.OK_LONG):
-            self.ui.pop()
-            if self.then:
-                self.then()
-
-
-class Confirm:
-    """A question with No/Yes; No is selected first. OK chooses."""
-
-    def __init__(self, ui, lines, on_yes, yes="Yes"):
-        self.ui = ui
-        self.lines = lines
-        self.on_yes = on_yes
-        self.yes_label = yes
-        self.yes = False
-
-    def render(self, s):
-        for i, text in enumerate(self.lines[:5]):
-            s.line(i, text, i == 0)
-        s.line(5, "  No", not self.yes)
-        s.line(6, "  " + self.yes_label, self.yes)
-        s.line(7, "UP/DN  OK:choose", True)
-
-    def event(self, ev):
-        if ev in (btn.UP, btn.DOWN):
-            self.yes = not self.yes
-        elif ev == btn.OK:
-            self.ui.pop()
-            if self.yes:
-                self.on_yes()
-        elif ev == btn.OK_LONG:
-            self.ui.pop()
-
-
-class Info:
-    """Read-only lines (a function, so values stay current); OK goes back."""
-
-    def __init__(self, ui, title, lines_fn):
-        self.ui = ui
-        self.title = title
-        self.lines_fn = lines_fn
-
-    def render(self, s):
-        s.line(0, self.title, True)
-        for i, text in enumerate(self.lines_fn()[:6]):
-            s.line(1 + i, text)
-        s.line(7, "OK: back", True)
-
-    def event(self, ev):
-        if ev in (btn.OK, btn.OK_LONG):
-            self.ui.pop()
-
-
-class Menu:
-    """A list of (label, action) entries; action() does the entry's job."""
-
-    def __init__(self, ui, title, items_fn):
-        self.ui = ui
-        self.title = title
-        self.items_fn = items_fn  # a function: entries appear as features do
-        self.sel = 0
-
-    def items(self):
-        return self.items_fn() + [("< Back", self.ui.pop)]
-
-    def render(self, s):
-        items = self.items()
-        self.sel = min(self.sel, len(items) - 1)
-        s.line(0, self.title, True)
-        top = max(0, self.sel - 5)
-        for row, (label, _) in enumerate(items[top:top + 6]):
-            sel = top + row == self.sel
-            s.line(1 + row, (">" if sel else " ") + label, sel)
-        s.line(7, "OK:select hold:<", True)
-
-    def event(self, ev):
-        items = self.items()
-        if ev == btn.DOWN:
-            self.sel = (self.sel + 1) % len(items)
-        elif ev == btn.UP:
-            self.sel = (self.sel - 1) % len(items)
-        elif ev == btn.OK:
-            items[self.sel][1]()
-        elif ev == btn.OK_LONG:
-            self.ui.pop()
-
-
-# -- PIN screens ----------------------------------------------------------------
-
-
-class PinEntry:
-    """Four digits: UP/DOWN change the selected one, OK moves on. Digits
-    already entered show as '*'. A long OK cancels."""
-
-    def __init__(self, ui, title, prompt, done, note=""):
-        self.ui = ui
-        self.title = title
-        self.prompt = prompt
-        self.done = done
-        self.note = note
-        self.reset()
-
-    def reset(self):
-        self.digits = [0, 0, 0, 0]
-        self.pos = 0
-
-    def render(self, s):
-        s.line(0, self.title, True)
-        s.line(2, self.prompt)
-        cells = []
-        for i in range(4):
-            if i < self.pos:
-                cells.append("*")
-            elif i == self.pos:
-                cells.append(str(self.digits[i]))
-            else:
-                cells.append("_")
-        s.line(4, "    " + " ".join(cells))
-        s.line(5, "    " + "  " * self.pos + "^")
-        if self.note:
-            s.line(6, self.note)
-        s.line(7, "UP/DN  OK:next", True)
-
-    def event(self, ev):
-        if ev == btn.UP:
-            self.digits[self.pos] = (self.digits[self.pos] + 1) % 10
-        elif ev == btn.DOWN:
-            self.digits[self.pos] = (self.digits[self.pos] - 1) % 10
-        elif ev == btn.OK:
-            self.pos += 1
-            if self.pos == 4:
-                pin = "".join(str(d) for d in self.digits)
-                self.reset()
-                self.note = ""
-                self.done(pin)
-        elif ev == btn.OK_LONG:
-            self.ui.cancel_pin()
-
-
 class Lockout:
     """Shown while wrong PINs lock entry; goes on to PIN entry when over."""
 
@@ -350,8 +199,8 @@ class Startup:
             left = RESET_HOLD_MS - held
             if left <= 0:
                 self.ui.pop()
-                self.ui.push(Confirm(self.ui, ["RESET PIN?", "The PIN will be", "cleared; a new",
-                                               "one is set at", "next menu entry."],
+                self.ui.push(Confirm(self.ui, ["RESET PIN?", "The PIN will be cleared; a new "
+                                               "one is set at next menu entry."],
                                      self.ui.reset_pin, "Yes, clear PIN"))
                 return
             s.line(0, "PIN RESET", True)
@@ -465,7 +314,7 @@ class Ui:
             self.pin.set(p, "menu")
             return True
         except Exception as e:
-            self.push(Message(self, ["PIN NOT SET", str(e)[:16]]))
+            self.push(Message(self, ["PIN NOT SET", str(e)]))
             return False
 
     def open_menu(self):
@@ -478,9 +327,10 @@ class Ui:
     def reset_pin(self):
         try:
             self.pin.clear("startup")
-            self.push(Message(self, ["PIN RESET", "PIN cleared.", "Set a new one", "at next menu", "entry."]))
+            self.push(Message(self, ["PIN RESET", "PIN cleared. Set a new one at next menu "
+                                                  "entry."]))
         except Exception as e:
-            self.push(Message(self, ["PIN RESET", "FAILED:", str(e)[:16]]))
+            self.push(Message(self, ["PIN RESET", "FAILED: %s" % e]))
 
     # the task
     def render(self):

@@ -21,7 +21,7 @@ from meter import log
 
 class Uplink:
     # (label, settings key) for app.services: the menu's on/off entries
-    SERVICES = (("Cloud MQTT", "mqtt.enabled"), ("HA discov.", "mqtt.ha_discovery"))
+    SERVICES = (("Cloud MQTT", "mqtt.enabled"), ("Home Assistant discovery", "mqtt.ha_discovery"))
 
     def __init__(self, app):
         self.app = app
@@ -66,13 +66,12 @@ class Uplink:
     def pairing_lines(self):
         code, left = self.pairing_code()
         if code is None:
-            return ["Not available:", left[:16], left[16:32]]
+            return ["Not available: " + left]  # wrapped on the display
         return ["Code:", "   %s %s" % (code[:3], code[3:]), "valid %d s" % left,
                 "Enter it in the", "cloud app."]
 
     def status_lines(self):
-        lines = ["State:", self.status[:16], self.status[16:32], "Broker:",
-                 (self.app.settings.get("mqtt.host") or "-")[:16]]
+        lines = ["State: " + self.status, "Broker:", self.app.settings.get("mqtt.host") or "-"]
         if self.retry_at is not None and not self.connected:
             left = time.ticks_diff(self.retry_at, time.ticks_ms()) // 1000
             lines.append("retry in %d s" % max(0, left))

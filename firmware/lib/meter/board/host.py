@@ -1,8 +1,9 @@
 """The host board: the simulator's hardware, for the MicroPython unix port.
 
 - metering IC: IcSim, the ATM90E32AS modelled at register level;
-- display: a framebuffer drawn in the terminal (half blocks) and readable
-  as text and PNG through the control socket;
+- display: a framebuffer drawn in the terminal (half blocks; in a terminal
+  smaller than 128x33 its character grid: meter/board/hostterm.py) and
+  readable as text and PNG through the control socket;
 - buttons: keys (w/s/enter, arrows) or the control socket;
 - partitions: files in the state directory, with NOR-flash rules; the
   app slots and otadata too (ota(), meter/board/otahost.py);
@@ -18,7 +19,8 @@ temporary directory, so two instances can run side by side), --profile NAME,
 reference energy in DIR/ic-truth), --flash-delay-us N (slow flash),
 --encrypted-flash (erased flash reads as noise, as with ESP32 flash
 encryption on), --web-port N (the Web Admin's port), --api-port N (the
-local API's port, default 8081).
+local API's port, default 8081), --term COLSxROWS (the terminal's size,
+from tools/sim.py).
 """
 
 import io
@@ -42,7 +44,7 @@ _BTN = {"up": BTN_UP, "down": BTN_DOWN, "ok": BTN_OK}
 def _opts(argv):
     o = {"state": None, "profile": "house", "control": 0, "headless": False,
          "fault": None, "truth": False, "flash_delay_us": 0, "encrypted_flash": False,
-         "web_port": 8080, "api_port": 8081}
+         "web_port": 8080, "api_port": 8081, "term": None}
     i = 1
     while i < len(argv):
         a = argv[i]
@@ -105,7 +107,7 @@ class HostBoard:
 
     def display(self):
         if self._display is None:
-            self._display = HostDisplay(self.interactive)
+            self._display = HostDisplay(self.interactive, self.opts["term"])
         return self._display
 
     def buttons(self):
@@ -446,19 +448,28 @@ class HostWatchdog:
         now = time.ticks_ms()
         if time.ticks_diff(now, self.last) > self.timeout:
             self.would_reset += 1
-            print("W watchdog: fed after %d ms (device would reset)" % time.ticks_diff(now, self.last))
+            from meter import log  # the log, not over the terminal's display
+
+            log.warn("watchdog: fed after %d ms (device would reset)" % time.ticks_diff(now, self.last))
         self.last = now
 
 
 class HostDisplay:
-    def __init__(self, terminal):
+    def __init__(self, terminal, size=None):
         self.buf = bytearray(W * H // 8)
         self.fb = framebuf.FrameBuffer(self.buf, W, H, framebuf.MONO_VLSB)
         self.terminal = terminal
         self._shown = bytearray(len(self.buf))
         self.frames = 0
+        self.mode = None
         if terminal:
+            from meter.board import hostterm
+
+            self.size = hostterm.parse(size)
+            self.mode = hostterm.mode(self.size)
             sys.stdout.write("\x1b[2J\x1b[?25l")
+            if self.mode == hostterm.SMALL:
+                sys.stdout.write(hostterm.too_small(self.size))
 
     def show(self):
         if self._shown == self.buf:
@@ -469,51 +480,23 @@ class HostDisplay:
             self._draw()
 
     def _draw(self):
-        px = self.fb.pixel
-        out = ["\x1b[H"]
-        for y in range(0, H, 2):
-            row = []
-            for x in range(W):
-                row.append(" ▀▄█"[px(x, y) | (px(x, y + 1) << 1)])
-            out.append("".join(row))
-            out.append("\r\n")
-        out.append("  UP: w/↑  DOWN: s/↓  OK: enter  UP+DOWN 6 s: b  quit: q\r\n")
-        sys.stdout.write("".join(out))
+        from meter.board import hostterm
+
+        if self.mode != hostterm.SMALL:
+            cells = self.cells() if self.mode == hostterm.TEXT else None
+            sys.stdout.write(hostterm.frame(self.fb.pixel, self.mode, cells))
+
+    def cells(self):
+        from meter.board import hostterm
+
+        return hostterm.cells(self._shown)
 
     def text(self):
-        """What the shown frame says, as 8 lines of 16 characters, read
-        back from the pixels (text drawn on the 8x8 grid; inverted cells
-        read as the same character)."""
-        glyphs = _glyphs()
-        lines = []
-        buf = self._shown
-        for page in range(H // 8):
-            row = []
-            for col in range(W // 8):
-                i = page * W + col * 8
-                cell = bytes(buf[i:i + 8])
-                ch = glyphs.get(cell)
-                if ch is None:
-                    ch = glyphs.get(bytes(b ^ 0xFF for b in cell), "?")
-                row.append(ch)
-            lines.append("".join(row))
-        return lines
+        """What the shown frame says, as 8 lines of 16 characters (inverted
+        cells read as the same character)."""
+        return ["".join(ch for ch, _ in row) for row in self.cells()]
 
     def png(self, path, scale=4):
         from meter.board.png import write_mono
 
         write_mono(path, self._shown, W, H, scale)
-
-
-_glyph_map = {}
-
-
-def _glyphs():
-    if not _glyph_map:
-        b = bytearray(8)
-        f = framebuf.FrameBuffer(b, 8, 8, framebuf.MONO_VLSB)
-        for c in range(32, 127):
-            f.fill(0)
-            f.text(chr(c), 0, 0, 1)
-            _glyph_map.setdefault(bytes(b), chr(c))
-    return _glyph_map

@@ -50,5 +50,6 @@ th{background:#e9ecef}td.l,th.l{text-align:left}.warn{background:#fff3cd;border:
 .err{background:#f8d7da;border:1px solid #d08080;padding:.6em}.ok{background:#d1e7dd;border:1px solid #80b090;padding:.6em}
 label{display:block;margin:.4em 0}input[type=text],input[type=password]{padding:.3em;width:16em}
 button{padding:.35em 1em;margin:.3em 0}.danger{background:#b02a37;color:#fff;border:0}
-.small{font-size:.85em;color:#555}fieldset.ro{border:0;margin:0;padding:0;opacity:.6}
+.small{font-size:.85em;color:#555}#closes{font-size:.85em;color:#fff;padding:.1em .4em}
+#closes.soon{background:#ffd166;color:#1d1d1d;font-weight:bold}fieldset.ro{border:0;margin:0;padding:0;opacity:.6}
 """

@@ -26,7 +26,7 @@ def _menu_items(w, ui):
                 ("Disable", lambda: w.disable("menu"))]
     items = [("Status: off", _noop)]
     if w.error:
-        items.append((w.error[:15], _noop))
+        items.append((w.error[:15], _noop))  # in full on the Message Enable shows
     items.append(("Enable", lambda: _menu_open(w, ui, w.enable, "NOT ENABLED")))
     return items
 
@@ -36,7 +36,7 @@ def _menu_open(w, ui, fn, title):
 
     err = fn("menu")
     if err:
-        ui.push(Message(ui, [title, err[:16], err[16:32]]))
+        ui.push(Message(ui, [title, err]))
     return err
 
 
@@ -47,13 +47,14 @@ def menu_reset_password(w, ui):
         try:
             reset_password(w, "menu")
         except Exception as e:
-            ui.push(Message(ui, ["NOT RESET", str(e)[:16], str(e)[16:32]]))
+            ui.push(Message(ui, ["NOT RESET", str(e)]))
             return
-        ui.push(Message(ui, ["WEB PASS RESET", "Password is now", "'admin'. Set a",
-                             "new one at the", "next web login."]))
+        ui.push(Message(ui, ["WEB PASS RESET", "Password is now 'admin'. Set a new one at the "
+                             "next web login."]))
 
-    ui.push(Confirm(ui, ["RESET WEB PASS?", "Back to 'admin';", "web sessions", "end."], yes,
-                    "Yes, reset"))
+    # The menu's "Reset Web Pass" in full on the question.
+    ui.push(Confirm(ui, ["RESET WEB ADMIN PASSWORD?", "Back to 'admin'; web sessions end."],
+                    yes, "Yes, reset"))
 
 
 def reset_password(w, source):

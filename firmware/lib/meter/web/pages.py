@@ -19,7 +19,8 @@ from meter import passwd
 from meter.lock import MIN_LEN as LOCK_MIN_LEN
 from meter.lock import WIPE, LockError
 from meter.settings import Locked
-from meter.web import auth
+from meter.text import UNSUPPORTED, state
+from meter.web import auth, chrome
 from meter.web.server import STREAM, WRITE_MS
 
 SSE_EVENTS = 60  # events per stream (1 s apart); the browser then reconnects
@@ -152,10 +153,13 @@ def build(ctl):
                 for href, label in NAV:
                     out.append("<a href=\"%s\"%s>%s</a>" % (
                         href, " class=\"on\"" if href == req.path else "", label))
-            out.append("<span class=\"small\">Web Admin closes in %s</span>" % ctl.remaining_text())
+            out.append(chrome.countdown(ctl.remaining_s(), ctl.remaining_text()))
             out.append("<form method=\"post\" action=\"/logout\">%s<button>Log out</button></form>"
                        % csrf_field(req))
-        out.append("</header><main><h1>%s</h1>" % esc(title))
+        out.append("</header><main>")
+        if nav and s is not None:
+            out.append(chrome.warning(ctl.remaining_s()))
+        out.append("<h1>%s</h1>" % esc(title))
         ro = s is not None and not editable and fw.settings.locked
         if ro:
             out.append(note("warn", LOCKED_TEXT, "locked"))
@@ -205,7 +209,7 @@ def build(ctl):
             ct = req.content_type or ""
             if not ct.startswith("application/x-www-form-urlencoded"):
                 return refused(req, "Form data expected.", 400)
-        if path == "/login" or static:
+        if path == "/login" or static or path == "/favicon.ico":
             return None
         if sess is None:
             if path.startswith("/api/"):
@@ -230,6 +234,8 @@ def build(ctl):
         from meter.web import assets
 
         return Response(assets.JS, 200, {"Content-Type": "application/javascript; charset=UTF-8"})
+
+    chrome.add(web, Response)  # /static/clock.js, /favicon.ico
 
     @web.get("/static/app.css")
     async def app_css(req):
@@ -556,7 +562,7 @@ def build(ctl):
                         "action=\"/services\">%s<input type=\"hidden\" name=\"key\" value=\"%s\">"
                         "<input type=\"hidden\" name=\"on\" value=\"%d\"><button id=\"svc-%s\">"
                         "Switch %s</button></form></td></tr>"
-                        % (esc(label), "on" if on else "off", csrf_field(req), esc(key),
+                        % (esc(label), state(bool(on)), csrf_field(req), esc(key),
                            0 if on else 1, esc(key.replace(".", "-")), "off" if on else "on"))
         return [msg, "<table><tr><th class=\"l\">Service</th><th>State</th><th></th></tr>", rows,
                 "</table><p class=\"small\">A service that is off has its port closed. Switching "
@@ -671,12 +677,9 @@ def build(ctl):
         b = fw.board
         sec = b.security_state()
 
-        def flag(v):
-            return "unknown" if v is None else ("on" if v else "OFF")
-
         rows = (("Serial number", b.serial()), ("Firmware", VERSION), ("Board", b.name),
-                ("Secure boot", flag(sec.get("secure_boot"))),
-                ("Flash encryption", flag(sec.get("flash_encryption"))),
+                ("Secure boot", state(sec.get("secure_boot", UNSUPPORTED))),
+                ("Flash encryption", state(sec.get("flash_encryption", UNSUPPORTED))),
                 ("Connection", "HTTPS" if req.scheme == "https" else "plain HTTP (not encrypted)"))
         return html(req, "Device", ["<table>", [
             "<tr><th class=\"l\">%s</th><td class=\"l\" id=\"dev%d\">%s</td></tr>"

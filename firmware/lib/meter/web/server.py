@@ -46,6 +46,22 @@ from microdot.microdot import NoCaseDict
 
 from meter import log, memory
 
+
+def _print_exception(exc):
+    # microdot prints a failing handler's traceback straight to the console,
+    # which in the simulator is the terminal drawing the display: it goes to
+    # the diagnostic log (and so to the log file there) like every other.
+    log.exc("web: request failed", exc)
+
+
+def _route_tracebacks():
+    import microdot.microdot as md
+
+    md.print_exception = _print_exception
+
+
+_route_tracebacks()
+
 MAX_CONN = 5
 IDLE_EVICT_MS = 1000
 SLOW_EVICT_MS = 2000
