@@ -119,7 +119,9 @@ def _settings(sim, pin=PIN):
 
 
 def _confirm_yes(sim, title):
-    sim.wait_screen(title)
+    if "OK: continue" in sim.wait_screen(title)[7]:  # a long question, read first
+        sim.tap("ok")
+        sim.wait_screen("No (hold OK)")
     sim.tap("down")
     sim.tap("ok")
 
@@ -141,7 +143,7 @@ def m_change_pin(sim, locked):
 def m_reset_web_pass(sim, locked):
     sim.select("Security")
     sim.select("Reset Web Pass")
-    _confirm_yes(sim, "RESET WEB PASS?")
+    _confirm_yes(sim, "PASSWORD?")  # RESET WEB ADMIN PASSWORD?
     return sim.wait_screen("module locked" if locked else "WEB PASS RESET")
 
 

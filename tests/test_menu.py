@@ -171,7 +171,9 @@ def test_counter_reset_cancelled_then_confirmed(tmp_path):
         set_first_pin(sim)
         sim.select("Measurement")
         sim.select("Reset counters")
-        lines = sim.wait_screen("IRREVERSIBLE")
+        sim.wait_screen("IRREVERSIBLE")  # the whole warning first
+        sim.tap("ok")
+        lines = sim.wait_screen("No (hold OK)")
         assert lines[5].startswith("  No")  # No is preselected
         sim.tap("ok")
         sim.wait_screen("MEASUREMENT")
@@ -179,6 +181,8 @@ def test_counter_reset_cancelled_then_confirmed(tmp_path):
         assert st["generation"] == 0 and st["counters_uwh"]["imp_t"] > 0
         sim.select("Reset counters")
         sim.wait_screen("IRREVERSIBLE")
+        sim.tap("ok")
+        sim.wait_screen("No (hold OK)")
         sim.tap("down")
         sim.tap("ok")
         sim.wait_screen("COUNTERS RESET")
@@ -195,9 +199,9 @@ def test_wifi_reset_and_device_info(tmp_path):
         sim.wait_screen("WiFi ok")
         set_first_pin(sim)
         sim.select("Device info")
-        lines = sim.wait_screen("Serial")
-        assert lines[2].startswith("SIM-") and "Firmware 0.1.0" in lines[3]
-        assert "Secure boot n/a" in lines[4]
+        lines = sim.wait_screen("DEVICE INFO")
+        assert lines[1].startswith("S/N SIM-") and "Firmware 0.1.0" in lines[2]
+        assert lines[3].strip() == "Secure boot" and lines[4].strip() == "unknown", lines
         sim.tap("ok")
         sim.select("Communication")
         sim.select("Network")

@@ -180,7 +180,7 @@ def test_reset_web_password_from_the_menu_ends_sessions(sim, page):
     open_settings(sim)
     sim.select("Security")
     sim.select("Reset Web Pass")
-    sim.wait_screen("RESET WEB PASS?")
+    sim.wait_screen("PASSWORD?")  # RESET WEB ADMIN PASSWORD?
     sim.tap("down")
     sim.tap("ok")
     sim.wait_screen("WEB PASS RESET")
