@@ -16,7 +16,7 @@ not a model of the device's memory.
 
 The display is drawn in the terminal, sized to it (128x33 for the pixels;
 a smaller terminal such as 80x24 shows the display's 16x8 characters, and
-one below 58x12 says what size is needed); w/s/enter (or the arrows) are
+one below 54x12 says what size is needed); w/s/enter (or the arrows) are
 UP/DOWN/OK; q quits with a final counter save. --state DIR keeps the
 simulated flash between runs (otherwise a fresh temporary directory is
 used, so several instances can run side by side). A firmware-requested
@@ -28,7 +28,6 @@ firmware restarts.
 """
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -139,7 +138,7 @@ def main(argv):
     if "--headless" not in argv and "--term" not in argv and sys.stdout.isatty():
         # The firmware cannot ask the terminal its size: it is told, and
         # draws what fits (meter/board/hostterm.py).
-        size = shutil.get_terminal_size()
+        size = os.get_terminal_size(sys.stdout.fileno())
         argv += ["--term", "%dx%d" % (size.columns, size.lines)]
     if runtime == MPY:
         build_mpy_tree()

@@ -5,7 +5,7 @@ display needs 128 columns x 33 rows at full size (a half block per two
 pixels, plus the key line). Scaled down any further, its 8x8 characters
 stop being readable, so a smaller terminal (the classic 80x24) shows the
 display as what it is made of: its 16x8 character grid, read back from the
-pixels, inverted rows in reverse video, in a frame (58x12 with the key
+pixels, inverted rows in reverse video, in a frame (54x12 with the key
 line). Below that the simulator says which size it needs instead of
 drawing a wrapped, unreadable picture. Every line is cleared to its end and
 the last one ends without a newline, so nothing wraps or scrolls.
@@ -49,9 +49,12 @@ def mode(size):
 def too_small(size):
     w, h = NEED[TEXT]
     fw, fh = NEED[FULL]
-    return ("\x1b[H\x1b[2JThis terminal is %dx%d: the simulated display needs at least "
-            "%dx%d (%dx%d at full size).\r\nResize it and restart the simulator; it keeps "
-            "running meanwhile (q quits).\x1b[K" % (size[0], size[1], w, h, fw, fh))
+    from meter.text import wrap  # on word boundaries at this terminal's width
+
+    msg = ("This terminal is %dx%d: the simulated display needs at least %dx%d (%dx%d at "
+           "full size). Resize it and restart the simulator; it keeps running meanwhile "
+           "(q quits)." % (size[0], size[1], w, h, fw, fh))
+    return "\x1b[H\x1b[2J" + "\r\n".join(wrap(msg, max(8, size[0] - 1)))
 
 
 def frame(px, m, cells=None):

@@ -4,6 +4,8 @@ The pages carry no inline script or style: the CSP allows only these files.
 app.js: the Dashboard's live values, from the event stream
 /api/live/stream, or by polling /api/live every 2 s where the stream is
 refused or unavailable; a 401 sends the browser to the login page.
+app.css: also for phones (360 px): a table wider than the screen scrolls
+inside itself, so no page scrolls sideways (tests/test_web_polish.py).
 """
 
 JS = b"""'use strict';
@@ -45,11 +47,12 @@ CSS = b"""body{font-family:sans-serif;margin:0;background:#f4f5f7;color:#222}
 header{background:#1d3557;color:#fff;padding:.5em 1em;display:flex;flex-wrap:wrap;align-items:center;gap:1em}
 header a{color:#fff;text-decoration:none}header a.on{text-decoration:underline}
 header form{margin-left:auto}main{padding:1em;max-width:60em}
-table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+table{border-collapse:collapse;background:#fff;display:block;max-width:100%;overflow-x:auto}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#e9ecef}td.l,th.l{text-align:left}.warn{background:#fff3cd;border:1px solid #e0c060;padding:.6em}
 .err{background:#f8d7da;border:1px solid #d08080;padding:.6em}.ok{background:#d1e7dd;border:1px solid #80b090;padding:.6em}
 label{display:block;margin:.4em 0}input[type=text],input[type=password]{padding:.3em;width:16em}
 button{padding:.35em 1em;margin:.3em 0}.danger{background:#b02a37;color:#fff;border:0}
 .small{font-size:.85em;color:#555}#closes{font-size:.85em;color:#fff;padding:.1em .4em}
-#closes.soon{background:#ffd166;color:#1d1d1d;font-weight:bold}fieldset.ro{border:0;margin:0;padding:0;opacity:.6}
+#closes.soon{background:#ffd166;color:#1d1d1d;font-weight:bold}
+@media (max-width:30em){main{padding:.6em}td,th{padding:.2em .35em}header{gap:.6em}}fieldset.ro{border:0;margin:0;padding:0;opacity:.6}
 """
