@@ -514,3 +514,19 @@ def test_a_join_the_lock_refuses_to_store_does_not_stay():
     assert ctl.join_state[0] == "failed" and "module locked" in ctl.join_state[1], ctl.join_state
     assert app.settings.get("wifi.ssid") == "CafeGuest"
     assert app.board.w.status() == "connected" and app.board.w._ssid == "CafeGuest"
+
+
+def test_microdot_tracebacks_go_to_the_log_not_the_console():
+    # In the simulator the console is the terminal that draws the display
+    # (issue 18): a failing handler's traceback belongs in the log.
+    from meter import log
+    from meter.web import server  # noqa: F401 (routes microdot's tracebacks)
+    import microdot.microdot as md
+
+    try:
+        raise ValueError("handler broke")
+    except ValueError as e:
+        md.print_exception(e)
+    recent = log.recent()
+    assert any("web: request failed" in l and "handler broke" in l for l in recent), recent
+    assert any("Traceback" in l for l in recent), recent
