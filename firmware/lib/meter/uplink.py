@@ -71,7 +71,8 @@ class Uplink:
                 "Enter it in the", "cloud app."]
 
     def status_lines(self):
-        lines = ["State: " + self.status, "Broker:", self.app.settings.get("mqtt.host") or "-"]
+        # each value under its label, wrapped on the display (a TLS error is long)
+        lines = ["State:", self.status, "Broker:", self.app.settings.get("mqtt.host") or "-"]
         if self.retry_at is not None and not self.connected:
             left = time.ticks_diff(self.retry_at, time.ticks_ms()) // 1000
             lines.append("retry in %d s" % max(0, left))
