@@ -37,7 +37,8 @@ class Sim:
     """One simulator process with a control connection."""
 
     def __init__(self, state, *args, heap=None, profile="const", wait=True, mpy=False,
-                 dev=False, script=None, bench_heap=False, service_pty=None, service_s=600):
+                 dev=False, script=None, bench_heap=False, service_pty=None, service_s=600,
+                 image=None, boot_keys=None):
         self.state = str(state)
         self.port = free_port()
         self.log_path = os.path.join(self.state + ".log")
@@ -62,6 +63,12 @@ class Sim:
         # that path (service mode, tools/flash.py); restarts stay in one Sim.
         self.service = ["--service-pty", str(service_pty), "--service-s", str(service_s)] \
             if service_pty else None
+        # The device image runs from its app slot, as tools/sim.py's
+        # bootloader starts it: image is the build flashed at the first
+        # start (default tools/image.py's; test images: image.py --out),
+        # boot_keys the PEM keys the bootloader checks signatures with.
+        self.image = image
+        self.boot_keys = list(boot_keys or ())
         self.proc = None
         self.sock = None
         MADE.append(self)
@@ -74,11 +81,30 @@ class Sim:
         if self.service:
             cmd = [sys.executable, simtool.__file__, "--heap", self.heap] + self.args + \
                 (["--dev"] if self.runtime == simtool.DEV else []) + self.service
+            if self.image:
+                cmd += ["--image", self.image]
+            for k in self.boot_keys:
+                cmd += ["--boot-key", k]
+        elif self.runtime == simtool.IMAGE:  # the bootloader's part (tools/sim.py)
+            simtool.flash_build(self.state, self.image)
+            cmd[0] = simtool.boot_slot(self.state, simtool.trusted(self.boot_keys),
+                                       log=lambda m: self.log.write(b"[boot] %s\n" % m.encode()))
+            self.log.flush()
         self.proc = subprocess.Popen(cmd, env=simtool.env(self.runtime, self.tree),
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=bool(self.service))
         if wait:
             self.connect()
+
+    def wait_exit(self, timeout=30):
+        """The firmware's exit code once it stopped by itself (3: a reset,
+        after which start() is the device's reboot)."""
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("simulator did not stop within %d s:\n%s" % (timeout, self.output()))
+        self._close()
+        return rc
 
     def argv(self):
         return simtool.command(self.args, self.heap, self.runtime, self.script, self.tree)

@@ -5,6 +5,16 @@ with the firmware frozen in.
     .venv/bin/python tools/image.py build     # build (or reuse) build/image/micropython
     .venv/bin/python tools/image.py path      # build if needed, print the binary's path
     .venv/bin/python tools/image.py esp32     # print the ESP32 build command (needs ESP-IDF)
+    .venv/bin/python tools/image.py build --out PATH [--version X.Y.Z] [--secver N]
+                                     [--trust KEY.pem]... [--broken crash|selftest]
+
+--out builds a test image (tests/test_ota_sim.py, tools/bench.py): the same
+firmware with another version, the public keys of KEY.pem trusted (ids 1,
+2, ... in the order given) instead of meter/otakeys.py's, and, with
+--broken, a start that crashes (`crash`) or a self-test that fails within
+a few seconds (`selftest`), to show the rollback. It is built from a copy
+of the host image's build tree, so only the frozen modules and the link
+are redone (seconds); the result is cached by its inputs.
 
 Why 32-bit and frozen: the ESP32 is a 32-bit machine, so a 32-bit build has
 its object and GC block sizes, and frozen bytecode (code, constants, names)
@@ -26,6 +36,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -154,6 +165,94 @@ def build(force=False):
         return IMAGE
 
 
+BROKEN = ("crash", "selftest")
+# --broken selftest: a check that never passes, and a short limit so that
+# the rollback comes in seconds (the product waits LIMIT_MS = 120 s).
+_SELFTEST_LIMIT = ("LIMIT_MS = const(120000)", "LIMIT_MS = const(4000)")
+_SELFTEST_FAIL = ("    return out\n",
+                  "    out.append((\"broken\", lambda: \"test image built to fail its self-test\"))\n"
+                  "    return out\n")
+
+
+def _overlay(d, version, secver, moduli, broken):
+    """Files replacing the firmware's in a test image (manifest overlay)."""
+    lib = os.path.join(ROOT, "firmware", "lib", "meter")
+    os.makedirs(os.path.join(d, "meter"), exist_ok=True)
+    with open(os.path.join(lib, "__init__.py")) as f:
+        init = f.read()
+    init = re.sub(r'(?m)^VERSION = ".*"$', 'VERSION = "%s"' % version, init)
+    if secver is not None:
+        init = re.sub(r"(?m)^SECURITY_VERSION = \d+$", "SECURITY_VERSION = %d" % secver, init)
+    _write(os.path.join(d, "meter", "__init__.py"), init)
+    _write(os.path.join(d, "meter", "otakeys.py"), "# test image: throwaway keys\nKEYS = {\n%s}\n" % "".join(
+        "    %d: %r,\n" % (i + 1, n) for i, n in enumerate(moduli)))
+    if broken == "crash":
+        _write(os.path.join(d, "main.py"),
+               "# test image built to crash on start\nraise RuntimeError(\"broken test image\")\n")
+    elif broken == "selftest":
+        with open(os.path.join(lib, "selftest.py")) as f:
+            src = f.read()
+        for old, new in (_SELFTEST_LIMIT, _SELFTEST_FAIL):
+            if old not in src:
+                raise ImageError("meter/selftest.py changed: %r not found for --broken selftest" % old)
+            src = src.replace(old, new, 1)
+        _write(os.path.join(d, "meter", "selftest.py"), src)
+
+
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def variant(out, version=None, secver=None, trust=(), broken=None):
+    """Build a test image (see the module doc) and copy it to out."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import sign
+
+    if broken not in (None,) + BROKEN:
+        raise ImageError("--broken must be one of %s" % ", ".join(BROKEN))
+    base = build()
+    from fwimport import ROOT as _r  # noqa: F401  (meter importable)
+    import meter
+
+    version = version or meter.VERSION
+    moduli = [sign.modulus(k) for k in trust]
+    key = hashlib.sha256(json.dumps([digest(), version, secver, [n.hex() for n in moduli],
+                                     broken]).encode()).hexdigest()[:16]
+    vdir = os.path.join(OUT, "variants", key)
+    exe = os.path.join(vdir, "micropython")
+    with open(os.path.join(OUT, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.access(exe, os.X_OK):
+            shutil.rmtree(vdir, ignore_errors=True)
+            _overlay(os.path.join(vdir, "overlay"), version, secver, moduli, broken)
+            manifest = os.path.join(vdir, "manifest.py")
+            _write(manifest, 'include("$(PORT_DIR)/variants/standard/manifest.py")\n'
+                   'include(%r, host=True, overlay=%r)\n' % (
+                       os.path.join(BOARDS, "manifest.py"), os.path.join(vdir, "overlay")))
+            unix = os.path.join(SRC, "ports", "unix")
+            bdir = "build-var-" + key
+            # A copy of the base build tree (times kept): make redoes only
+            # the frozen modules and the link.
+            shutil.rmtree(os.path.join(unix, bdir), ignore_errors=True)
+            subprocess.check_call(["cp", "-a", os.path.join(unix, "build-meter32"),
+                                   os.path.join(unix, bdir)])
+            flags = [f for f in MAKE_FLAGS if not f.startswith("BUILD=")] + ["BUILD=" + bdir]
+            try:
+                log("building test image %s (%s%s)" % (key, version,
+                                                      ", broken " + broken if broken else ""))
+                _make([unix, "-j%d" % (os.cpu_count() or 2), *flags,
+                       "FROZEN_MANIFEST=" + manifest])
+                shutil.copy2(os.path.join(unix, bdir, "micropython"), exe + ".tmp")
+                os.replace(exe + ".tmp", exe)
+            finally:
+                shutil.rmtree(os.path.join(unix, bdir), ignore_errors=True)
+    if out:
+        shutil.copy2(exe, out + ".tmp")
+        os.replace(out + ".tmp", out)
+    return exe if not out else out, base
+
+
 def _make(args):
     r = subprocess.run(["make", "-C", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        text=True)
@@ -166,9 +265,31 @@ def esp32_command():
     return ("make -C %s BOARD_DIR=%s" % (os.path.join(SRC, "ports", "esp32"), ESP32_BOARD))
 
 
+def _options(args):
+    o = {"trust": []}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a not in ("--out", "--version", "--secver", "--trust", "--broken") or i + 1 >= len(args):
+            raise ImageError("unknown or incomplete option " + a)
+        v = args[i + 1]
+        if a == "--trust":
+            o["trust"].append(v)
+        else:
+            o[a[2:]] = int(v) if a == "--secver" else v
+        i += 2
+    return o
+
+
 def main(argv):
     cmd = argv[0] if argv else "build"
     try:
+        if cmd == "build" and "--out" in argv:
+            opts = _options(argv[1:])
+            variant(opts["out"], opts.get("version"), opts.get("secver"), opts["trust"],
+                    opts.get("broken"))
+            print(opts["out"])
+            return 0
         if cmd in ("build", "path"):
             path = build(force="--force" in argv)
             if cmd == "path":
@@ -177,7 +298,9 @@ def main(argv):
         if cmd == "esp32":
             print(esp32_command())
             return 0
-    except ImageError as e:
+    except Exception as e:  # ImageError, sign.SignError (a bad --trust key)
+        if not isinstance(e, ImageError) and type(e).__name__ != "SignError":
+            raise
         print("image: %s" % e, file=sys.stderr)
         return 1
     print(__doc__)

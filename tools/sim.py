@@ -21,14 +21,24 @@ UP/DOWN/OK; q quits with a final counter save. --state DIR keeps the
 simulated flash between runs (otherwise a fresh temporary directory is
 used, so several instances can run side by side). A firmware-requested
 reset (exit code 3) restarts it, as the device would reboot.
+The launcher is the bootloader (tools/bootloader.py, docs/ota.md): the
+first start flashes the built image into app slot ota_0 as a factory flash
+does (again when the build changed and no update was installed; always with
+--factory), and every start runs the image **from the slot** otadata picks,
+after its check (SHA-256; with --boot-key KEY.pem the signature too, as
+Secure Boot would). An unconfirmed new image that resets or crashes makes
+the next start go back to the previous slot. --image PATH flashes that
+build instead of tools/image.py's (test images: image.py build --out).
 --service-pty PATH gives the simulator a USB port: PATH is a pseudo-terminal
 that the REPL answers on only in service mode (exit code 4;
 tools/servicepty.py), for --service-s seconds (default 600), then the
 firmware restarts.
 """
 
+import hashlib
 import os
 import subprocess
+import tempfile
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -105,6 +115,73 @@ def env(runtime=IMAGE, tree=None):
     return dict(os.environ, MICROPYPATH=firmware_path(runtime, tree))
 
 
+def _bootloader():
+    sys.path.insert(0, TOOLS)
+    import bootloader
+
+    return bootloader
+
+
+def flash_build(state, build=None, version=None, force=False):
+    """The factory flash: the built image into ota_0 when no slot holds an
+    image yet, and again when the build changed while no update was
+    installed (a developer's USB flash); an installed update stays until
+    `--factory`. Returns True when it flashed."""
+    bl = _bootloader()
+    build = build or image()
+    if version is None:
+        from fwimport import ROOT as _  # noqa: F401  (meter importable)
+        import meter
+
+        version = meter.VERSION
+    with open(build, "rb") as f:
+        want = hashlib.sha256(f.read()).hexdigest()
+    factory_sha = None
+    for i in (0, 1) if not force else ():
+        try:
+            info, payload = bl.check_slot(state, i)
+        except bl.BootError:
+            continue
+        if info["key_id"] != bl.FACTORY_KEY:
+            return False  # an installed update: the device's own business now
+        if i == 0:
+            factory_sha = hashlib.sha256(payload).hexdigest()
+    if factory_sha is not None and factory_sha != want:
+        force = True
+    return bl.factory_install(state, build, version, force=force)
+
+
+def boot_slot(state, keys=None, log=None):
+    """The bootloader's choice (tools/bootloader.py): the executable copied
+    from the slot that boots, after otadata's rollback rule and the image
+    check. keys: {id: modulus} the bootloader trusts (as Secure Boot's
+    eFuse key digest); without them only the SHA-256 is checked."""
+    return _bootloader().boot(state, keys=keys, log=log)
+
+
+def pending(state):
+    """True when the image that ran last has not confirmed itself: a crash
+    of it is a reset after which the bootloader goes back."""
+    bl = _bootloader()
+    od = bl._otadata(state)
+    try:
+        with open(os.path.join(state, bl.RUNNING_FILE)) as f:
+            slot = int(f.read())
+    except (OSError, ValueError):
+        return False
+    return od.slot_state(slot) == bl.otadata.PENDING_VERIFY
+
+
+def trusted(key_paths):
+    """{1: modulus, 2: ...} of PEM keys (tools/sign.py), for boot_slot."""
+    if not key_paths:
+        return None
+    sys.path.insert(0, TOOLS)
+    import sign
+
+    return {i + 1: sign.modulus(k) for i, k in enumerate(key_paths)}
+
+
 def build_mpy_tree(out=MPY_TREE):
     """Build the simulator's .mpy deploy tree; returns (path, modules)."""
     sys.path.insert(0, TOOLS)
@@ -128,6 +205,14 @@ def main(argv):
         print(__doc__)
         return 0
     heap = _take(argv, "--heap")
+    build = _take(argv, "--image")
+    keys = []
+    while "--boot-key" in argv:
+        keys.append(_take(argv, "--boot-key"))
+    keys = trusted(keys)
+    factory = "--factory" in argv
+    if factory:
+        argv.remove("--factory")
     pty_path = _take(argv, "--service-pty")
     service_s = int(_take(argv, "--service-s", 600))
     flags = {f: f in argv for f in ("--mpy", "--dev")}
@@ -142,7 +227,14 @@ def main(argv):
         argv += ["--term", "%dx%d" % (size.columns, size.lines)]
     if runtime == MPY:
         build_mpy_tree()
+    state = _take(list(argv), "--state")
+    if runtime == IMAGE and state is None:  # the bootloader needs the flash's place
+        state = tempfile.mkdtemp(prefix="meter-sim-")
+        argv += ["--state", state]
     cmd = command(argv, heap, runtime)
+    if runtime == IMAGE:
+        os.makedirs(state, exist_ok=True)
+        flash_build(state, build, force=factory)
     port = None
     if pty_path:
         import servicepty
@@ -150,14 +242,20 @@ def main(argv):
         port = servicepty.ServicePty(pty_path)
     try:
         while True:
+            if runtime == IMAGE:  # the bootloader: run what the slot holds
+                cmd[0] = boot_slot(state, keys)
             rc = subprocess.call(cmd, env=env(runtime))
             if rc == SERVICE and port:
                 print("[sim] service mode: REPL on " + pty_path, file=sys.stderr)
-                repl = [binary(runtime), "-X", "heapsize=" + (heap or default_heap(runtime)), "-i",
+                repl = [cmd[0], "-X", "heapsize=" + (heap or default_heap(runtime)), "-i",
                         servicepty.SCRIPT, str(service_s)] + argv
                 port.serve(repl, env(runtime), service_s)
             elif rc not in (REBOOT, SERVICE):  # service mode without a port: nobody comes
-                return rc
+                if not (runtime == IMAGE and rc and pending(state)):
+                    return rc
+                # A new image crashed before confirming itself: on the device
+                # a crash is a reset, and the bootloader goes back.
+                print("[sim] unconfirmed firmware crashed (exit %d): reset" % rc, file=sys.stderr)
             print("[sim] firmware reset: restarting", file=sys.stderr)
     finally:
         if port:

@@ -9,7 +9,12 @@
 # the device leaves out. The pinned device libraries come from build/lib
 # (`tools/deps.py install`, checked against device-libs.toml); files that
 # device-libs.toml marks host_only stay out of the device image.
-options.defaults(host=False)
+#
+# options.overlay: a directory whose files replace the firmware's of the same
+# path (tools/image.py --out builds test images: another version, trusted
+# test keys, a deliberately broken start or self-test). Product images
+# have none.
+options.defaults(host=False, overlay=None)
 
 import os
 import tomllib
@@ -44,11 +49,19 @@ if not os.path.isdir(_DEPS):
 # The pinned libraries first: the firmware's shims (ussl, warnings) sit beside them.
 for _rel in _tree(_DEPS, () if options.host else _dep_host_only):
     module(_rel, base_path=_DEPS)
+
+
+def _base(rel, base):
+    if options.overlay and os.path.exists(os.path.join(options.overlay, rel)):
+        return options.overlay
+    return base
+
+
 for _rel in _tree(_LIB, () if options.host else _HOST_ONLY):
-    module(_rel, base_path=_LIB)
+    module(_rel, base_path=_base(_rel, _LIB))
 
 # The entry points. On the ESP32 a frozen boot.py/main.py runs in place of
 # any file of that name (shared/runtime/pyexec.c, pyexec_file_if_exists), so
 # nothing on the writable filesystem can replace the firmware's start.
-module("boot.py", base_path=os.path.join(_ROOT, "firmware"))
-module("main.py", base_path=os.path.join(_ROOT, "firmware"))
+module("boot.py", base_path=_base("boot.py", os.path.join(_ROOT, "firmware")))
+module("main.py", base_path=_base("main.py", os.path.join(_ROOT, "firmware")))

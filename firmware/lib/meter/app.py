@@ -76,6 +76,7 @@ class App:
         return lk
 
     async def run(self):
+        from meter import otastatus
         from meter.ui import Ui
 
         log.info("meter %s on %s, serial %s" % (VERSION, self.board.name, self.board.serial()))
@@ -90,6 +91,8 @@ class App:
 
             self.board.add_command("mem", memory.snapshot)
             self.board.add_command("lateness-reset", lambda a: self.sampler.lateness.clear() or {"ok": True})
+            self.board.add_command("ota", lambda a: otastatus.status(self))
+            self.board.add_command("ota-install", lambda a: otastatus.install_file(self, a))
         sup = self.sup
         sup.spawn("meter", self.sampler.run, critical=True)
         # Built inside the task: a missing panel must not stop metering.
@@ -98,6 +101,8 @@ class App:
         sup.spawn("watchdog", lambda: sup.watchdog(self.board))
         for name, fn in self.board.services():
             sup.spawn(name, fn)
+        # After the tasks: reports a rollback, starts the self-test of a new image.
+        otastatus.check(self)
         gc.collect()
         await self._stop.wait()
         sup.cancel_all()
@@ -127,6 +132,8 @@ class App:
             "lateness_ms": self.sampler.lateness.summary(),
             "restarts": self.sup.restarts,
             "mqtt": self.uplink.snapshot(),
+            "version": VERSION,
+            "ota_rollback": getattr(self, "ota_rollback", None),
             "heap_free": gc.mem_free(),
             "heap_used": gc.mem_alloc(),
         }

@@ -112,6 +112,9 @@ def status_text(app):
         return "COUNTER SAVE FAIL"
     if app.settings.status == "corrupt":
         return "SETTINGS CORRUPT"
+    rb = getattr(app, "ota_rollback", None)
+    if rb:  # meter/otastatus.py: the new image never confirmed itself
+        return ("ROLLBACK " + rb)[:16]
     web = getattr(app, "web", None)
     if web is not None and web.active():  # the Web Admin window's countdown
         return ("SETUP AP " if web.ap else "WEB ADMIN ") + web.remaining_text()

@@ -420,6 +420,17 @@ class _Ota:
         except OSError:  # -261: this build has no rollback
             return False
 
+    @property
+    def otadata(self):
+        """otadata through meter/otadata.py (None without one): what the
+        firmware reports about a rollback (meter/otastatus.py)."""
+        import esp32
+
+        from meter.otadata import Otadata
+
+        found = esp32.Partition.find(esp32.Partition.TYPE_DATA, _SUBTYPE_DATA_OTA)
+        return Otadata(found[0]) if found else None
+
     def running_state(self):
         import esp32
 

@@ -1,0 +1,201 @@
+"""OTA in the simulator: the firmware's updater installs N+1 into the other
+app slot, the launcher's bootloader (tools/sim.py, tools/bootloader.py)
+starts it from there, and a broken N+1 rolls back to N.
+
+The images are test builds of the device image (tools/image.py build
+--out): N = 1.0.0 and N+1 = 1.1.0, both trusting a throwaway key made here;
+a broken 1.1.0 that crashes on start and one whose self-test fails. The
+update file goes in through the control socket's `ota-install PATH`, which
+streams it into meter/ota.py in 1 KiB chunks while the firmware runs.
+"""
+
+import hashlib
+import os
+import random
+import subprocess
+import sys
+import time
+
+import pytest
+
+from simctl import Sim, simtool
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import image as imagetool  # noqa: E402
+import sign  # noqa: E402
+
+N, N1 = "1.0.0", "1.1.0"
+
+
+class Images:
+    pass
+
+
+@pytest.fixture(scope="module")
+def imgs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ota")
+    i = Images()
+    i.k1, i.k2 = str(d / "k1.pem"), str(d / "k2.pem")  # throwaway, deleted with d
+    sign.keygen(i.k1)
+    sign.keygen(i.k2)
+    for name, version, broken in (("n", N, None), ("n1", N1, None),
+                                  ("crash", N1, "crash"), ("selftest", N1, "selftest")):
+        setattr(i, name, imagetool.variant(str(d / name), version, trust=[i.k1],
+                                           broken=broken)[0])
+    i.d = d
+    i.update = signed(i, i.n1, "good.bin")
+    return i
+
+
+def signed(imgs, img, name, key=None, version=N1):
+    out = str(imgs.d / name)
+    sign.sign(key or imgs.k1, img, out, version, "host")
+    return out
+
+
+def start_n(tmp_path, imgs):
+    """A simulator factory-flashed with N; the bootloader checks signatures
+    with the test key."""
+    return Sim(str(tmp_path / "dev"), image=imgs.n, boot_keys=[imgs.k1])
+
+
+def install(sim, path):
+    """The file through the firmware's updater; the firmware then resets."""
+    r = sim.cmd("ota-install", path)
+    assert r.get("ok"), "update refused: %r\n%s" % (r, sim.output())
+    assert sim.wait_exit(30) == 3, "the firmware did not reset after the update"
+    return r["version"]
+
+
+def flash_files(state):
+    return {n: hashlib.sha256(open(os.path.join(state, n + ".bin"), "rb").read()).hexdigest()
+            for n in ("otadata", "ota_0", "ota_1")}
+
+
+def test_update_installs_n_plus_1_which_boots_from_its_slot_and_confirms(tmp_path, imgs):
+    with start_n(tmp_path, imgs) as sim:
+        assert sim.cmd("ota") == {"version": N, "rollback": None, "slot": "ota_0", "state": None}
+        sim.wait_for(lambda: sim.state_()["counters_uwh"]["imp_t"] > 0, 15, "energy")
+        before = sim.state_()["counters_uwh"]
+        assert install(sim, imgs.update) == N1
+        sim.start()
+        sim.wait_screen("Firmware " + N1)
+        st = sim.wait_for(lambda: (lambda o: o if o["state"] == "valid" else None)(sim.cmd("ota")),
+                          20, "the self-test to confirm N+1")
+        assert st == {"version": N1, "rollback": None, "slot": "ota_1", "state": "valid"}
+        after = sim.state_()
+        assert after["version"] == N1
+        assert all(after["counters_uwh"][k] >= v for k, v in before.items()), (before, after)
+        assert sim.quit() == 0
+        sim.start()  # confirmed: it stays
+        assert sim.cmd("ota") == st
+
+
+def _rolls_back(sim, imgs):
+    o = sim.cmd("ota")
+    assert o == {"version": N, "rollback": N1, "slot": "ota_0", "state": None}, o
+    sim.wait_screen("ROLLBACK " + N1, timeout=15)
+    # A good N+1 still installs after the rollback.
+    assert install(sim, imgs.update) == N1
+    sim.start()
+    assert sim.cmd("ota")["version"] == N1
+
+
+def test_n_plus_1_failing_its_self_test_rolls_back_to_n(tmp_path, imgs):
+    with start_n(tmp_path, imgs) as sim:
+        install(sim, signed(imgs, imgs.selftest, "selftest.bin"))
+        sim.start()
+        assert sim.cmd("ota") == {"version": N1, "rollback": None, "slot": "ota_1",
+                                  "state": "pending-verify"}
+        # The broken self-test gives up after 4 s and resets.
+        assert sim.wait_exit(30) == 3, "the failed self-test did not reset the device"
+        sim.start()
+        _rolls_back(sim, imgs)
+
+
+def test_n_plus_1_crashing_on_start_rolls_back_to_n(tmp_path, imgs):
+    with start_n(tmp_path, imgs) as sim:
+        install(sim, signed(imgs, imgs.crash, "crash.bin"))
+        sim.start(wait=False)
+        rc = sim.wait_exit(30)
+        assert rc not in (0, 3) and "broken test image" in sim.output(), (rc, sim.output())
+        assert simtool.pending(sim.state), "the crashed image should still be unconfirmed"
+        sim.start()  # the device resets after a crash: the bootloader goes back
+        _rolls_back(sim, imgs)
+
+
+@pytest.mark.parametrize("what,key,version,why", [
+    ("bad-signature", "k2", N1, "signature check failed: damaged or not an official update"),
+    ("older", "k1", "0.9.0", "version 0.9.0 is not newer than the running 1.0.0"),
+    ("same", "k1", N, "version 1.0.0 is not newer than the running 1.0.0"),
+])
+def test_refused_update_leaves_everything_untouched(tmp_path, imgs, what, key, version, why):
+    path = signed(imgs, imgs.n1, what + ".bin", getattr(imgs, key), version)
+    with start_n(tmp_path, imgs) as sim:
+        flash = flash_files(sim.state)
+        assert sim.cmd("ota-install", path) == {"error": why}
+        assert flash_files(sim.state) == flash, "a refused update changed the flash"
+        assert sim.cmd("ota") == {"version": N, "rollback": None, "slot": "ota_0", "state": None}
+        assert sim.quit() == 0
+        sim.start()
+        assert sim.cmd("ota")["version"] == N
+
+
+def test_image_tool_refuses_an_unknown_broken_mode(tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "image.py"), "build",
+                        "--out", str(tmp_path / "x"), "--broken", "sometimes"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "--broken must be one of crash, selftest" in r.stderr, r.stderr
+
+
+# -- power cuts through the whole simulator ------------------------------------------
+# Most cuts are made cheaply at the updater level (tests/mpy/test_ota_cuts.py);
+# these SIGKILL the real simulator at random moments of each phase.
+
+SIM_CUTS = int(os.environ.get("OTA_SIM_CUTS", "8"))
+PHASES = ("writing", "installed", "first-boot", "self-test")
+
+
+def test_power_cuts_through_the_simulator_boot_old_or_new(tmp_path, imgs):
+    seed = int(os.environ.get("OTA_SIM_SEED") or random.randrange(1 << 30))
+    print("OTA_SIM_SEED=%d OTA_SIM_CUTS=%d" % (seed, SIM_CUTS))
+    rng = random.Random(seed)
+    fresh = 0
+    sim = start_n(tmp_path / "s0", imgs)
+    prev = sim.state_()["counters_uwh"]
+    try:
+        for cut in range(SIM_CUTS):
+            phase = PHASES[cut % len(PHASES)]
+            where = "seed %d cut %d (%s)" % (seed, cut, phase)
+            if phase == "writing":
+                sim.sock.sendall(("ota-install %s\n" % imgs.update).encode())
+                time.sleep(rng.uniform(0.0, 1.5))
+            elif phase == "installed":  # set_boot done, the reset 200 ms away
+                r = sim.cmd("ota-install", imgs.update)
+                assert r.get("ok"), (where, r)
+            else:
+                install(sim, imgs.update)
+                sim.start(wait=phase == "self-test")
+                time.sleep(rng.uniform(0.0, 0.6 if phase == "first-boot" else 1.5))
+            sim.kill()
+            sim.start()
+            o = sim.cmd("ota")
+            assert o["version"] in (N, N1), (where, o)
+            st = sim.state_()
+            assert st["counters_status"] == "ok", (where, st)
+            assert all(st["counters_uwh"][k] >= v for k, v in prev.items()), (where, prev, st)
+            prev = st["counters_uwh"]
+            if o["version"] == N1:  # it must confirm itself; then a fresh N for the next cut
+                sim.wait_for(lambda: sim.cmd("ota")["state"] == "valid", 20, where + ": confirm")
+                sim.kill()
+                fresh += 1
+                sim = start_n(tmp_path / ("s%d" % fresh), imgs)
+                prev = sim.state_()["counters_uwh"]
+        # The cut update, run again, installs.
+        assert install(sim, imgs.update) == N1
+        sim.start()
+        sim.wait_for(lambda: sim.cmd("ota")["state"] == "valid", 20, "the rerun to confirm")
+    finally:
+        if sim.proc and sim.proc.poll() is None:
+            sim.kill()
