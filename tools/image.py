@@ -247,10 +247,22 @@ def variant(out, version=None, secver=None, trust=(), broken=None):
                 os.replace(exe + ".tmp", exe)
             finally:
                 shutil.rmtree(os.path.join(unix, bdir), ignore_errors=True)
+        _prune(os.path.join(OUT, "variants"), keep=vdir)
     if out:
         shutil.copy2(exe, out + ".tmp")
         os.replace(out + ".tmp", out)
     return exe if not out else out, base
+
+
+KEEP_VARIANTS = 12  # test images are made with throwaway keys: rarely reused
+
+
+def _prune(d, keep):
+    """Drop the oldest cached test images beyond KEEP_VARIANTS."""
+    dirs = sorted((os.path.getmtime(os.path.join(d, x)), os.path.join(d, x)) for x in os.listdir(d))
+    for _, path in dirs[:-KEEP_VARIANTS]:
+        if path != keep:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _make(args):
