@@ -86,7 +86,7 @@ class Sim:
             for k in self.boot_keys:
                 cmd += ["--boot-key", k]
         elif self.runtime == simtool.IMAGE:  # the bootloader's part (tools/sim.py)
-            simtool.flash_build(self.state, self.image)
+            simtool.flash_build(self.state, self.image or cmd[0])
             cmd[0] = simtool.boot_slot(self.state, simtool.trusted(self.boot_keys),
                                        log=lambda m: self.log.write(b"[boot] %s\n" % m.encode()))
             self.log.flush()

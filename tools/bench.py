@@ -8,7 +8,7 @@ All figures come from the real firmware in the simulator, which runs the
 device image (MicroPython built 32-bit, firmware frozen in) at the device
 budget unless a benchmark says otherwise. Results are printed as JSON, one
 line per benchmark, then all together; docs/benchmarks.md holds them as
-tables. NAME: heap, soak, lateness, flash, web, api (soak runs only when
+tables. NAME: heap, soak, lateness, flash, web, api, ota (soak runs only when
 named: it takes an hour).
 """
 
@@ -25,6 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from simctl import Sim, simtool  # noqa: E402
 from bench_memory import bench_floors as bench_heap, bench_soak  # noqa: E402
+from bench_ota import bench_ota  # noqa: E402
 
 import upy  # noqa: E402
 
@@ -456,7 +457,8 @@ def main(argv):
     only = argv[argv.index("--only") + 1] if "--only" in argv else None
     results = {}
     for name, fn in (("heap", bench_heap), ("lateness", bench_lateness), ("flash", bench_flash),
-                     ("web", bench_web), ("api", bench_api), ("soak", bench_soak)):
+                     ("web", bench_web), ("api", bench_api), ("ota", bench_ota),
+                     ("soak", bench_soak)):
         if only and name != only or not only and name == "soak":
             continue
         t = time.time()

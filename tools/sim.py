@@ -134,8 +134,7 @@ def flash_build(state, build=None, version=None, force=False):
         import meter
 
         version = meter.VERSION
-    with open(build, "rb") as f:
-        want = hashlib.sha256(f.read()).hexdigest()
+    want = _sha256(build)
     factory_sha = None
     for i in (0, 1) if not force else ():
         try:
@@ -149,6 +148,18 @@ def flash_build(state, build=None, version=None, force=False):
     if factory_sha is not None and factory_sha != want:
         force = True
     return bl.factory_install(state, build, version, force=force)
+
+
+_SHA = {}  # (path, mtime, size) -> sha256: a test starts the simulator hundreds of times
+
+
+def _sha256(path):
+    st = os.stat(path)
+    k = (path, st.st_mtime_ns, st.st_size)
+    if k not in _SHA:
+        with open(path, "rb") as f:
+            _SHA[k] = hashlib.sha256(f.read()).hexdigest()
+    return _SHA[k]
 
 
 def boot_slot(state, keys=None, log=None):

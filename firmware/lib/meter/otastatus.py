@@ -18,6 +18,7 @@ update. The Web Admin upload (a later issue) feeds the same Updater.
 """
 
 import asyncio
+import time
 
 from micropython import const
 
@@ -96,7 +97,8 @@ def status(app, args=None):
 
 async def install_file(app, args):
     """Control command `ota-install PATH`: the file through the updater,
-    then the restart. Replies {"ok", "version"} or {"error": why}."""
+    then the restart. Replies {"ok", "version", "ms"} (the time from the
+    first byte to set_boot) or {"error": why}."""
     from meter import ota
 
     if not args:
@@ -107,6 +109,7 @@ async def install_file(app, args):
         return {"error": "cannot open %s: %r" % (args[0], e)}
     buf = bytearray(_CHUNK)
     mv = memoryview(buf)
+    t0 = time.ticks_ms()
     try:
         u = ota.Updater(app.board.ota(), app.board.name, audit=app.audit,
                         settings=app.settings, source="control")
@@ -128,7 +131,7 @@ async def install_file(app, args):
     finally:
         f.close()
     asyncio.create_task(_restart(app, v))
-    return {"ok": True, "version": v}
+    return {"ok": True, "version": v, "ms": time.ticks_diff(time.ticks_ms(), t0)}
 
 
 async def _restart(app, v):
