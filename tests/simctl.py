@@ -38,7 +38,7 @@ class Sim:
 
     def __init__(self, state, *args, heap=None, profile="const", wait=True, mpy=False,
                  dev=False, script=None, bench_heap=False, service_pty=None, service_s=600,
-                 image=None, boot_keys=None):
+                 image=None, boot_keys=None, launcher=False):
         self.state = str(state)
         self.port = free_port()
         self.log_path = os.path.join(self.state + ".log")
@@ -63,6 +63,9 @@ class Sim:
         # that path (service mode, tools/flash.py); restarts stay in one Sim.
         self.service = ["--service-pty", str(service_pty), "--service-s", str(service_s)] \
             if service_pty else None
+        # launcher: run under tools/sim.py, which restarts the firmware after
+        # a reset or an unconfirmed image's crash (the bootloader's loop).
+        self.launcher = launcher or bool(service_pty)
         # The device image runs from its app slot, as tools/sim.py's
         # bootloader starts it: image is the build flashed at the first
         # start (default tools/image.py's; test images: image.py --out),
@@ -78,9 +81,9 @@ class Sim:
         os.makedirs(self.state, exist_ok=True)
         self.log = open(self.log_path, "ab")
         cmd = self.argv()
-        if self.service:
+        if self.launcher:
             cmd = [sys.executable, simtool.__file__, "--heap", self.heap] + self.args + \
-                (["--dev"] if self.runtime == simtool.DEV else []) + self.service
+                (["--dev"] if self.runtime == simtool.DEV else []) + (self.service or [])
             if self.image:
                 cmd += ["--image", self.image]
             for k in self.boot_keys:
@@ -92,7 +95,7 @@ class Sim:
             self.log.flush()
         self.proc = subprocess.Popen(cmd, env=simtool.env(self.runtime, self.tree),
                                      stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=bool(self.service))
+                                     stdin=subprocess.DEVNULL, start_new_session=self.launcher)
         if wait:
             self.connect()
 
@@ -217,7 +220,7 @@ class Sim:
 
     def kill(self):
         """Power cut."""
-        if self.service:  # the launcher and the firmware or REPL it runs
+        if self.launcher:  # the launcher and the firmware or REPL it runs
             os.killpg(self.proc.pid, signal.SIGKILL)
         else:
             self.proc.send_signal(signal.SIGKILL)

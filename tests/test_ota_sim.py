@@ -146,6 +146,66 @@ def test_refused_update_leaves_everything_untouched(tmp_path, imgs, what, key, v
         assert sim.cmd("ota")["version"] == N
 
 
+def test_launcher_restarts_into_the_previous_image_after_a_crash(tmp_path, imgs):
+    """tools/sim.py itself: the reset after the update, the crash of the
+    unconfirmed image, the bootloader's way back, without the test's help."""
+    with Sim(str(tmp_path / "dev"), image=imgs.n, boot_keys=[imgs.k1], launcher=True) as sim:
+        r = sim.cmd("ota-install", signed(imgs, imgs.crash, "crash.bin"))
+        assert r.get("ok"), r
+        sim.sock.close()
+        end = time.time() + 30
+        while "[sim] unconfirmed firmware crashed" not in sim.output():
+            assert time.time() < end and sim.proc.poll() is None, \
+                "the launcher did not restart after the crash:\n" + sim.output()
+            time.sleep(0.1)
+        sim.connect(30)
+        o = sim.cmd("ota")
+        assert o == {"version": N, "rollback": N1, "slot": "ota_0", "state": None}, o
+        out = sim.output()
+        assert "ota_1: firmware 1.1.0 (pending-verify)" in out, out
+        assert out.count("ota_0: firmware 1.0.0") == 2, out  # the factory record: the image's version
+
+
+def _fake_update(state, payload):
+    """Slot 1 as the updater leaves it: the payload and a record with key
+    id 1 (the signature is not checked here: no boot keys)."""
+    import bootloader
+
+    head = bootloader.otafmt.pack_header(1, 0x010100, 0, len(payload), "host",
+                                          hashlib.sha256(payload).digest())
+    with open(os.path.join(state, "ota_1.bin"), "r+b") as f:
+        f.write(payload)
+        f.seek(bootloader.SLOT_SIZE - bootloader.BLOCK)
+        f.write(head + b"\x00" * 384)
+
+
+def test_launcher_flashes_the_build_once_then_on_change_and_keeps_an_installed_update(tmp_path):
+    import bootloader
+
+    state = str(tmp_path / "dev")
+    os.makedirs(state)
+    builds = []
+    for i in range(4):
+        b = tmp_path / ("b%d" % i)
+        b.write_text("#!/bin/sh\necho build %d\n" % i)
+        builds.append(str(b))
+
+    def slot0():
+        return bootloader.check_slot(state, 0)[1]
+
+    assert simtool.flash_build(state, builds[0], "1.0.0") is True  # the factory flash
+    assert simtool.flash_build(state, builds[0], "1.0.0") is False
+    assert simtool.flash_build(state, builds[1], "1.0.0") is True  # rebuilt: flashed again
+    assert slot0() == open(builds[1], "rb").read()
+    _fake_update(state, b"#!/bin/sh\necho update\n")
+    assert simtool.flash_build(state, builds[2], "1.0.0") is False  # the update stays
+    assert slot0() == open(builds[1], "rb").read()
+    assert simtool.flash_build(state, builds[3], "1.0.0", force=True) is True  # --factory
+    assert slot0() == open(builds[3], "rb").read()
+    exe = simtool.boot_slot(state, log=lambda m: None)  # otadata blanked: slot 0
+    assert open(exe, "rb").read() == open(builds[3], "rb").read()
+
+
 def test_image_tool_refuses_an_unknown_broken_mode(tmp_path):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "image.py"), "build",
                         "--out", str(tmp_path / "x"), "--broken", "sometimes"],

@@ -126,28 +126,40 @@ def flash_build(state, build=None, version=None, force=False):
     """The factory flash: the built image into ota_0 when no slot holds an
     image yet, and again when the build changed while no update was
     installed (a developer's USB flash); an installed update stays until
-    `--factory`. Returns True when it flashed."""
+    `--factory` (force). version: for the slot record, by default the
+    image's own meter.VERSION. Returns True when it flashed."""
     bl = _bootloader()
     build = build or image()
-    if version is None:
+    if not force:
+        factory_sha = None
+        for i in (0, 1):
+            try:
+                info, payload = bl.check_slot(state, i)
+            except bl.BootError:
+                continue
+            if info["key_id"] != bl.FACTORY_KEY:
+                return False  # an installed update: the device's own business now
+            if i == 0:
+                factory_sha = hashlib.sha256(payload).hexdigest()
+        if factory_sha == _sha256(build):
+            return False
+    return bl.factory_install(state, build, version or _version_of(build), force=True)
+
+
+def _version_of(build):
+    """meter.VERSION as frozen into the image (test images carry their
+    own), else the source tree's."""
+    try:
+        out = subprocess.run([build, "-c", "import meter; print(meter.VERSION)"],
+                             env=env(IMAGE), capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        _bootloader().otafmt.version_code(out)
+        return out
+    except Exception:  # not a MicroPython image (a test's stand-in): the sources'
         from fwimport import ROOT as _  # noqa: F401  (meter importable)
         import meter
 
-        version = meter.VERSION
-    want = _sha256(build)
-    factory_sha = None
-    for i in (0, 1) if not force else ():
-        try:
-            info, payload = bl.check_slot(state, i)
-        except bl.BootError:
-            continue
-        if info["key_id"] != bl.FACTORY_KEY:
-            return False  # an installed update: the device's own business now
-        if i == 0:
-            factory_sha = hashlib.sha256(payload).hexdigest()
-    if factory_sha is not None and factory_sha != want:
-        force = True
-    return bl.factory_install(state, build, version, force=force)
+        return meter.VERSION
 
 
 _SHA = {}  # (path, mtime, size) -> sha256: a test starts the simulator hundreds of times
