@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+import upy
 from simctl import Sim, configure, probe, simtool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,14 +93,46 @@ def test_update_installs_n_plus_1_which_boots_from_its_slot_and_confirms(tmp_pat
         assert after["version"] == N1
         assert all(after["counters_uwh"][k] >= v for k, v in before.items()), (before, after)
         assert sim.quit() == 0
+        ev = audit(sim.state)
+        for e in ("control|ota start|ok|", "control|ota installed|ok|1.1.0",
+                  "system|ota restart|ok|1.1.0", "system|boot|ok|1.1.0",
+                  "system|ota self-test|ok|1.1.0"):
+            assert e in ev, (e, ev)
+        assert not any("rollback" in e for e in ev), ev
         sim.start()  # confirmed: it stays
         assert sim.cmd("ota") == st
 
 
-def _rolls_back(sim, imgs):
+AUDIT = """
+from meter.board.host import HostBoard
+from meter.logstore import LogStore
+from meter.audit import AuditLog
+b = HostBoard(["x", "--state", %r, "--headless"])
+for e in AuditLog(LogStore(b.partition("audit")), b).events():
+    print("|".join(str(x) for x in e[2:]))
+"""
+
+
+def audit(state):
+    """The audit log of a stopped simulator, read by the firmware's code."""
+    return upy.exec_code(AUDIT % state).strip().splitlines()
+
+
+ROLLBACK = "system|ota rollback|failed|1.1.0 did not confirm itself; running 1.0.0"
+
+
+def _rolls_back(sim, imgs, why):
     o = sim.cmd("ota")
     assert o == {"version": N, "rollback": N1, "slot": "ota_0", "state": None}, o
     sim.wait_screen("ROLLBACK " + N1, timeout=15)
+    assert sim.quit() == 0
+    ev = audit(sim.state)
+    assert ev.count(ROLLBACK) == 1 and why(ev), ev
+    sim.start()  # reported once per rollback, shown until an update replaces it
+    assert sim.cmd("ota")["rollback"] == N1
+    assert sim.quit() == 0
+    assert audit(sim.state).count(ROLLBACK) == 1
+    sim.start()
     # A good N+1 still installs after the rollback.
     assert install(sim, imgs.update) == N1
     sim.start()
@@ -115,7 +148,8 @@ def test_n_plus_1_failing_its_self_test_rolls_back_to_n(tmp_path, imgs):
         # The broken self-test gives up after 4 s and resets.
         assert sim.wait_exit(30) == 3, "the failed self-test did not reset the device"
         sim.start()
-        _rolls_back(sim, imgs)
+        _rolls_back(sim, imgs, lambda ev: "system|ota self-test|failed|broken: test image "
+                    "built to fail its self-test" in ev)
 
 
 def test_n_plus_1_crashing_on_start_rolls_back_to_n(tmp_path, imgs):
@@ -126,24 +160,33 @@ def test_n_plus_1_crashing_on_start_rolls_back_to_n(tmp_path, imgs):
         assert rc not in (0, 3) and "broken test image" in sim.output(), (rc, sim.output())
         assert simtool.pending(sim.state), "the crashed image should still be unconfirmed"
         sim.start()  # the device resets after a crash: the bootloader goes back
-        _rolls_back(sim, imgs)
+        _rolls_back(sim, imgs, lambda ev: not any("self-test" in e for e in ev))
 
 
-@pytest.mark.parametrize("what,key,version,why", [
+REFUSALS = [
     ("bad-signature", "k2", N1, "signature check failed: damaged or not an official update"),
     ("older", "k1", "0.9.0", "version 0.9.0 is not newer than the running 1.0.0"),
     ("same", "k1", N, "version 1.0.0 is not newer than the running 1.0.0"),
-])
-def test_refused_update_leaves_everything_untouched(tmp_path, imgs, what, key, version, why):
-    path = signed(imgs, imgs.n1, what + ".bin", getattr(imgs, key), version)
+]
+
+
+def test_refused_updates_leave_everything_untouched(tmp_path, imgs):
     with start_n(tmp_path, imgs) as sim:
         flash = flash_files(sim.state)
-        assert sim.cmd("ota-install", path) == {"error": why}
-        assert flash_files(sim.state) == flash, "a refused update changed the flash"
-        assert sim.cmd("ota") == {"version": N, "rollback": None, "slot": "ota_0", "state": None}
+        for what, key, version, why in REFUSALS:
+            path = signed(imgs, imgs.n1, what + ".bin", getattr(imgs, key), version)
+            assert sim.cmd("ota-install", path) == {"error": why}, what
+            assert flash_files(sim.state) == flash, what + ": a refused update changed the flash"
+            assert sim.cmd("ota") == {"version": N, "rollback": None, "slot": "ota_0",
+                                      "state": None}, what
         assert sim.quit() == 0
+        ev = audit(sim.state)
+        for _, _, _, why in REFUSALS:
+            assert "control|ota update|failed|" + why in ev, (why, ev)
         sim.start()
         assert sim.cmd("ota")["version"] == N
+        # and the good file still installs: nothing was left half-done
+        assert install(sim, imgs.update) == N1
 
 
 def test_launcher_restarts_into_the_previous_image_after_a_crash(tmp_path, imgs):
