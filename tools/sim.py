@@ -21,7 +21,8 @@ UP/DOWN/OK; q quits with a final counter save. --state DIR keeps the
 simulated flash between runs (otherwise a fresh temporary directory is
 used, so several instances can run side by side). A firmware-requested
 reset (exit code 3) restarts it, as the device would reboot.
-The launcher is the bootloader (tools/bootloader.py, docs/ota.md): the
+For the device image (not --mpy or --dev, which run a tree directly)
+the launcher is the bootloader (tools/bootloader.py, docs/ota.md): the
 first start flashes the built image into app slot ota_0 as a factory flash
 does (again when the build changed and no update was installed; always with
 --factory), and every start runs the image **from the slot** otadata picks,
