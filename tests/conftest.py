@@ -26,6 +26,7 @@ HEAVY = (
     "test_web_attack.py",
     "test_powercut.py",
     "test_api.py::test_thousands_of_pairing_requests_and_bad_tokens_keep_metering",
+    "test_ota_sim.py::test_power_cuts_through_the_simulator_boot_old_or_new",
 )
 # Long but light (one simulator, about a tenth of a core): tools/dev.py test
 # runs these in a lane of their own beside both phases.
