@@ -10,10 +10,13 @@ streams it into meter/ota.py in 1 KiB chunks while the firmware runs.
 """
 
 import hashlib
+import json
 import os
 import random
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -55,14 +58,42 @@ def signed(imgs, img, name, key=None, version=N1):
     return out
 
 
-def start_n(tmp_path, imgs):
+def start_n(tmp_path, imgs, *args):
     """A simulator factory-flashed with N; the bootloader checks signatures
     with the test key. Counters are saved at every Wh (power cuts land in
     counter writes too)."""
     state = str(tmp_path / "dev")
     os.makedirs(state, exist_ok=True)
     configure(state, **{"energy.save_min_ms": 0})
-    return Sim(state, image=imgs.n, boot_keys=[imgs.k1], profile="full")
+    return Sim(state, *args, image=imgs.n, boot_keys=[imgs.k1], profile="full")
+
+
+class Watch(threading.Thread):
+    """`ota` and `screen` on a second control connection, over and over,
+    while the first one streams an update in: what a person (and the web
+    page, later) sees meanwhile."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.rfile = self.sock.makefile("rb")
+        self.progress = []
+        self.status_lines = set()
+        self.stop = threading.Event()
+
+    def _cmd(self, c):
+        self.sock.sendall(c + b"\n")
+        return json.loads(self.rfile.readline())
+
+    def run(self):
+        try:
+            while not self.stop.is_set():
+                self.progress.append(self._cmd(b"ota")["progress"])
+                self.status_lines.add(self._cmd(b"screen")["lines"][-1].strip())
+        except (OSError, ValueError):
+            pass  # the firmware reset after the update
+        finally:
+            self.sock.close()
 
 
 def install(sim, path):
@@ -79,16 +110,28 @@ def flash_files(state):
 
 
 def test_update_installs_n_plus_1_which_boots_from_its_slot_and_confirms(tmp_path, imgs):
-    with start_n(tmp_path, imgs) as sim:
-        assert sim.cmd("ota") == {"version": N, "rollback": None, "slot": "ota_0", "state": None}
+    # Slow flash (200 µs a program): the update takes seconds, as on a device,
+    # so that its progress can be watched.
+    with start_n(tmp_path, imgs, "--flash-delay-us", "200") as sim:
+        assert sim.cmd("ota") == {"version": N, "rollback": None, "slot": "ota_0", "state": None,
+                                  "progress": None}
         sim.wait_for(lambda: sim.state_()["counters_uwh"]["imp_t"] > 0, 15, "energy")
         before = sim.state_()["counters_uwh"]
+        w = Watch(sim.port)
+        w.start()
         assert install(sim, imgs.update) == N1
+        w.stop.set()
+        w.join(10)
+        seen = [p for p in w.progress if p is not None]
+        assert seen == sorted(seen) and any(0 < p < 100 for p in seen), w.progress
+        assert any(line.startswith("UPDATING ") and line.endswith("%")
+                   for line in w.status_lines), w.status_lines
         sim.start()
         sim.wait_screen("Firmware " + N1)
         st = sim.wait_for(lambda: (lambda o: o if o["state"] == "valid" else None)(sim.cmd("ota")),
                           20, "the self-test to confirm N+1")
-        assert st == {"version": N1, "rollback": None, "slot": "ota_1", "state": "valid"}
+        assert st == {"version": N1, "rollback": None, "slot": "ota_1", "state": "valid",
+                      "progress": None}
         after = sim.state_()
         assert after["version"] == N1
         assert all(after["counters_uwh"][k] >= v for k, v in before.items()), (before, after)
@@ -123,7 +166,7 @@ ROLLBACK = "system|ota rollback|failed|1.1.0 did not confirm itself; running 1.0
 
 def _rolls_back(sim, imgs, why):
     o = sim.cmd("ota")
-    assert o == {"version": N, "rollback": N1, "slot": "ota_0", "state": None}, o
+    assert o == {"version": N, "rollback": N1, "slot": "ota_0", "state": None, "progress": None}, o
     sim.wait_screen("ROLLBACK " + N1, timeout=15)
     assert sim.quit() == 0
     ev = audit(sim.state)
@@ -144,7 +187,7 @@ def test_n_plus_1_failing_its_self_test_rolls_back_to_n(tmp_path, imgs):
         install(sim, signed(imgs, imgs.selftest, "selftest.bin"))
         sim.start()
         assert sim.cmd("ota") == {"version": N1, "rollback": None, "slot": "ota_1",
-                                  "state": "pending-verify"}
+                                  "state": "pending-verify", "progress": None}
         # The broken self-test gives up after 4 s and resets.
         assert sim.wait_exit(30) == 3, "the failed self-test did not reset the device"
         sim.start()
@@ -178,7 +221,7 @@ def test_refused_updates_leave_everything_untouched(tmp_path, imgs):
             assert sim.cmd("ota-install", path) == {"error": why}, what
             assert flash_files(sim.state) == flash, what + ": a refused update changed the flash"
             assert sim.cmd("ota") == {"version": N, "rollback": None, "slot": "ota_0",
-                                      "state": None}, what
+                                      "state": None, "progress": None}, what
         assert sim.quit() == 0
         ev = audit(sim.state)
         for _, _, _, why in REFUSALS:
@@ -203,7 +246,7 @@ def test_launcher_restarts_into_the_previous_image_after_a_crash(tmp_path, imgs)
             time.sleep(0.1)
         sim.connect(30)
         o = sim.cmd("ota")
-        assert o == {"version": N, "rollback": N1, "slot": "ota_0", "state": None}, o
+        assert o == {"version": N, "rollback": N1, "slot": "ota_0", "state": None, "progress": None}, o
         out = sim.output()
         assert "ota_1: firmware 1.1.0 (pending-verify)" in out, out
         assert out.count("ota_0: firmware 1.0.0") == 2, out  # the factory record: the image's version

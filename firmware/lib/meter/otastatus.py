@@ -5,7 +5,9 @@ At start-up (check()): if the bootloader rolled back, i.e. the other app
 slot's newest otadata entry is ABORTED (started, never confirmed) or
 INVALID, the firmware reports it once per rollback: an audit record
 `ota rollback`, the display's status line, and status() (the control
-socket's `state` and `ota` commands; MQTT status later). "Once" is kept
+socket's `state` and `ota` commands; MQTT status later). While an update
+is written, its progress in percent is on the status line (`UPDATING 42%`)
+and in `ota`. "Once" is kept
 across restarts in the state store as the aborted entry's otadata seq, so a
 rollback is audited once, not at every later boot.
 
@@ -64,6 +66,7 @@ def check(app):
     if this image waits for it. Never raises: a fault here must not stop
     metering."""
     app.ota_rollback = None
+    app.ota_progress = None  # percent while an update is written (install_file)
     try:
         ota = app.board.ota()
         e = _other_entry(ota)
@@ -85,7 +88,8 @@ def check(app):
 
 def status(app, args=None):
     """The update state for the control socket (and later MQTT)."""
-    out = {"version": VERSION, "rollback": getattr(app, "ota_rollback", None)}
+    out = {"version": VERSION, "rollback": getattr(app, "ota_rollback", None),
+           "progress": getattr(app, "ota_progress", None)}
     try:
         ota = app.board.ota()
         out["slot"] = ota.running().info()[4]
@@ -110,9 +114,13 @@ async def install_file(app, args):
     buf = bytearray(_CHUNK)
     mv = memoryview(buf)
     t0 = time.ticks_ms()
+
+    def progress(got, total):  # the display's status line and `ota`
+        app.ota_progress = got * 100 // total if total else 0
+
     try:
         u = ota.Updater(app.board.ota(), app.board.name, audit=app.audit,
-                        settings=app.settings, source="control")
+                        settings=app.settings, source="control", progress=progress)
         try:
             while True:
                 n = f.readinto(buf)
@@ -127,7 +135,11 @@ async def install_file(app, args):
             raise ota.UpdateError("the transfer broke off: %r" % e)
         v = u.finish()
     except ota.UpdateError as e:
+        app.ota_progress = None
         return {"error": str(e)}
+    except BaseException:  # a MemoryError, a cancelled task: no progress left on show
+        app.ota_progress = None
+        raise
     finally:
         f.close()
     asyncio.create_task(_restart(app, v))

@@ -102,6 +102,9 @@ PAGES = (page_power, page_vi, page_import, page_export)
 
 def status_text(app):
     """The most important problem, else a compact status."""
+    p = getattr(app, "ota_progress", None)
+    if p is not None:  # an update is being written (meter/otastatus.py)
+        return "UPDATING %d%%" % p
     if app.sampler.fault:
         return app.sampler.fault
     if app.counters.status == "corrupt":

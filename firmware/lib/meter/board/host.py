@@ -128,7 +128,7 @@ class HostBoard:
         if o is None:
             from meter.board.otahost import HostOta
 
-            o = self._ota = HostOta(self.files)
+            o = self._ota = HostOta(self.files, delay_us=self.opts["flash_delay_us"])
         return o
 
     def wifi(self):

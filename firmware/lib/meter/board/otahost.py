@@ -23,10 +23,12 @@ _SUBTYPE_OTA_0 = const(0x10)
 
 
 class HostOta:
-    def __init__(self, path, part=None):
+    def __init__(self, path, part=None, delay_us=0):
         """path: the state directory; part(label, size): the block device
-        for a partition (default a FilePartition there; tests wrap it)."""
+        for a partition (default a FilePartition there; tests wrap it);
+        delay_us: the board's --flash-delay-us (slow flash)."""
         self.path = path
+        self.delay_us = delay_us
         mk = part or self._file
         self.otadata = Otadata(mk("otadata", OTADATA_SIZE))
         self.slots = [Slot(self, i, mk(label, SLOT_SIZE)) for i, label in enumerate(LABELS)]
@@ -39,7 +41,8 @@ class HostOta:
         # Torn programs inside a slot need no finer model: the image is
         # checked whole by its SHA-256 (tests/mpy/test_ota.py cuts at 16 bytes).
         chunk = 16 if label == "otadata" else 256
-        return FilePartition(self.path + "/" + label + ".bin", size, chunk=chunk)
+        return FilePartition(self.path + "/" + label + ".bin", size, chunk=chunk,
+                             delay_us=self.delay_us)
 
     def _started(self):
         try:
