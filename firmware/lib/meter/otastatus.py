@@ -116,7 +116,9 @@ async def install_file(app, args):
     t0 = time.ticks_ms()
 
     def progress(got, total):  # the display's status line and `ota`
-        app.ota_progress = got * 100 // total if total else 0
+        p = got * 100 // total if total else 0
+        if p != app.ota_progress:  # stored 101 times, not once per KiB
+            app.ota_progress = p
 
     try:
         u = ota.Updater(app.board.ota(), app.board.name, audit=app.audit,
