@@ -41,6 +41,10 @@ class App:
         # The start-up screen (and its forgotten-PIN reset) is shown once per
         # start of the firmware, not again when the display task restarts.
         self.startup_shown = False
+        # Firmware update state (meter/otastatus.py): the version the
+        # bootloader went back from, and an update's progress in percent.
+        self.ota_rollback = None
+        self.ota_progress = None
         # Features register what the menu shows: (where, label, fn(ui)) and
         # network services as (label, settings key).
         self.menu_entries = []
@@ -133,7 +137,7 @@ class App:
             "restarts": self.sup.restarts,
             "mqtt": self.uplink.snapshot(),
             "version": VERSION,
-            "ota_rollback": getattr(self, "ota_rollback", None),
+            "ota_rollback": self.ota_rollback,
             "heap_free": gc.mem_free(),
             "heap_used": gc.mem_alloc(),
         }

@@ -3,13 +3,14 @@ update command.
 
 At start-up (check()): if the bootloader rolled back, i.e. the other app
 slot's newest otadata entry is ABORTED (started, never confirmed) or
-INVALID, the firmware reports it once per rollback: an audit record
-`ota rollback`, the display's status line, and status() (the control
-socket's `state` and `ota` commands; MQTT status later). While an update
-is written, its progress in percent is on the status line (`UPDATING 42%`)
-and in `ota`. "Once" is kept
-across restarts in the state store as the aborted entry's otadata seq, so a
-rollback is audited once, not at every later boot.
+INVALID, the firmware reports it: the display's status line and status()
+(the control socket's `state` and `ota` commands; MQTT status later), and
+an audit record `ota rollback` once per rollback: the aborted entry's
+otadata seq is kept in the state store, so later starts do not audit it
+again.
+
+While an update is written, its progress in percent is on the status line
+(`UPDATING 42%`) and in `ota`.
 
 The self-test of a new image (meter/selftest.py) is started here too.
 
@@ -65,8 +66,6 @@ def check(app):
     """At start-up: note and report a rollback (once), start the self-test
     if this image waits for it. Never raises: a fault here must not stop
     metering."""
-    app.ota_rollback = None
-    app.ota_progress = None  # percent while an update is written (install_file)
     try:
         ota = app.board.ota()
         e = _other_entry(ota)
@@ -88,8 +87,7 @@ def check(app):
 
 def status(app, args=None):
     """The update state for the control socket (and later MQTT)."""
-    out = {"version": VERSION, "rollback": getattr(app, "ota_rollback", None),
-           "progress": getattr(app, "ota_progress", None)}
+    out = {"version": VERSION, "rollback": app.ota_rollback, "progress": app.ota_progress}
     try:
         ota = app.board.ota()
         out["slot"] = ota.running().info()[4]
