@@ -267,7 +267,11 @@ def main(argv):
     try:
         while True:
             if runtime == IMAGE:  # the bootloader: run what the slot holds
-                cmd[0] = boot_slot(state, keys)
+                try:
+                    cmd[0] = boot_slot(state, keys)
+                except _bootloader().BootError as e:  # as a device that stays dark
+                    print("[sim] %s (--factory flashes the build again)" % e, file=sys.stderr)
+                    return 1
             rc = subprocess.call(cmd, env=env(runtime))
             if rc == SERVICE and port:
                 print("[sim] service mode: REPL on " + pty_path, file=sys.stderr)
