@@ -624,10 +624,13 @@ def test_home_assistant_discovery_configs():
 def test_menu_integration_entries():
     from meter.uplink import Uplink
 
+    from meter.text import short
+
     up = Uplink(App())
     for label, key in Uplink.SERVICES:
         assert key in ("mqtt.enabled", "mqtt.ha_discovery")
-        assert len(">%s: off" % label) <= 16, label
+        # the full name on the Web Admin, the display's short form in its menu
+        assert len(">%s: off" % short(label)) <= 16, label
     entries = up.menu_entries()
     assert [(w, l) for w, l, fn in entries] == [("communication", "Cloud status"),
                                                 ("communication", "Pairing code")]
