@@ -160,7 +160,11 @@ class Sim:
 
         return self.wait_for(seen, timeout, "%r on screen" % text)
 
-    def tap(self, button, n=1, ms=80):
+    def tap(self, button, n=1, ms=120):
+        """A finger: down for ms, then up for as long. 120 ms, a brisk human
+        press: 80 ms left only 20 ms over what the debounce needs (40 ms
+        stable plus up to one 20 ms poll) and lost presses on a loaded
+        machine, where the display task's polls come late."""
         for _ in range(n):
             self.cmd("tap", button, ms)
 

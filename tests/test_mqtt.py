@@ -376,8 +376,8 @@ def test_broker_killed_and_restarted_while_buttons_pressed(pki, tmp_path):
         # nothing measured was lost or counted twice through the outage
         from simctl import probe
 
-        p = probe(state)
-        assert p["uwh"] == [t * UWH_PER_LSB for t in p["truth"]], p
+        p = probe(state)  # everything read out of the IC counted (simctl.probe)
+        assert p["uwh"] == [t * UWH_PER_LSB for t in p["read"]], p
     finally:
         cloud.close()
         b.close()
