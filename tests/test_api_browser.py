@@ -52,7 +52,7 @@ def test_request_refused_while_pending_then_confirmed_in_the_browser(sim, page, 
     r = app.get("/api/v1/live")
     assert r.status == 401 and r.data == {"error": "token not confirmed yet"}
     # the admin logs in (setting the first password) and opens Tokens
-    login(page, "admin")
+    login(page, "admin", sim)
     page.fill("input[name=new]", NEW_PASS)
     page.fill("input[name=repeat]", NEW_PASS)
     page.click("#change")

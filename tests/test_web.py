@@ -83,9 +83,12 @@ class Client:
         m = re.search(r'name="csrf" value="([0-9a-f]*)"', r.text)
         return m.group(1) if m else None
 
-    def login(self, password, user="admin"):
+    def login(self, password, user="admin", code=None):
         token = self.csrf("/login")
-        return self.post("/login", {"csrf": token, "user": user, "password": password})
+        form = {"csrf": token, "user": user, "password": password}
+        if code is not None:
+            form["code"] = code
+        return self.post("/login", form)
 
     def login_ok(self, password=NEW_PASS):
         r = self.login(password)
@@ -93,10 +96,30 @@ class Client:
         return r
 
 
-def set_first_password(sim, password=NEW_PASS):
-    """Log in with the default password, set a new one, log in with it."""
-    c = Client(sim.web_port)
+def presence_code(sim):
+    """The one-time login code the device's display shows (the measurement
+    pages show it while one is valid)."""
+    to_pages(sim)
+    lines = sim.wait_for(lambda: (lambda l: l if l[0].strip() == "WEB LOGIN CODE" else None)(
+        sim.screen()), what="the login code on the display")
+    code = lines[2].strip()
+    assert re.fullmatch(r"\d{6}", code), lines
+    return code
+
+
+def login_default(sim, c):
+    """A login with the factory password: asks for the code on the display,
+    then succeeds with it (someone at the device)."""
     r = c.login("admin")
+    assert r.status == 401 and 'id="need-code"' in r.text and 'name="code"' in r.text, r.text
+    return c.login("admin", code=presence_code(sim))
+
+
+def set_first_password(sim, password=NEW_PASS):
+    """Log in with the default password (and the code on the display), set a
+    new one, log in with it."""
+    c = Client(sim.web_port)
+    r = login_default(sim, c)
     assert r.status == 303 and r.headers["Location"] == "/password"
     token = c.csrf("/password")
     r = c.post("/password", {"csrf": token, "new": password, "repeat": password})
@@ -252,7 +275,7 @@ def test_security_headers_cookies_and_plain_http_warning(sim):
     assert r.headers["Cache-Control"] == "no-store"
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert "not encrypted" in r.text
-    r = c.login("admin")
+    r = login_default(sim, c)
     cookie = [v for v in r.headers.get_all("Set-Cookie") if v.startswith("sid=")][0]
     sid = cookie.split(";")[0][4:]
     assert re.fullmatch(r"[0-9a-f]{32}", sid)  # 128 bits
@@ -270,7 +293,7 @@ def test_security_headers_cookies_and_plain_http_warning(sim):
 def test_default_password_forces_a_new_one_first(sim):
     web_on(sim)
     c = Client(sim.web_port)
-    c.login("admin")
+    assert login_default(sim, c).status == 303
     for path in ("/", "/energy", "/security", "/device"):
         r = c.get(path)
         assert r.status == 303 and r.headers["Location"] == "/password", path
@@ -386,7 +409,7 @@ def test_wrong_passwords_back_off_and_the_count_survives_a_power_cut(tmp_path):
         assert r.status == 429  # the stored count restarted the full wait
         assert 3 <= int(r.headers["Retry-After"]) <= 4
         time.sleep(int(r.headers["Retry-After"]))
-        assert c.login("admin").status == 303  # a right password clears the count
+        assert login_default(s, c).status == 303  # a right password clears the count
         assert s.quit() == 0
         assert "login fail" in s.output()
     finally:

@@ -16,7 +16,7 @@ import pytest
 
 from simctl import configure
 from test_web import (NEW_PASS, boot, closed, menu_web_enable, open_settings, port_refuses,
-                      to_pages, web_on)
+                      presence_code, to_pages, web_on)
 
 from peers import new_page
 from playwright import sync_api as playwright
@@ -38,11 +38,19 @@ def page(browser, sim):
     pg.context.close()
 
 
-def login(page, password):
+def login(page, password, sim=None):
+    """Log in; with sim, the factory password and the code the page then
+    asks for, read from the device's display."""
     page.goto(page.base + "/login")
     page.fill("input[name=password]", password)
     page.click("#login")
     page.wait_for_load_state()
+    if sim is not None:
+        assert page.query_selector("#need-code") is not None, page.inner_text("main")
+        page.fill("input[name=password]", password)
+        page.fill("input[name=code]", presence_code(sim))
+        page.click("#login")
+        page.wait_for_load_state()
 
 
 def wait_live(page, n, timeout=10):
@@ -72,7 +80,7 @@ def test_enable_from_the_menu_and_the_forced_password_change(sim, page):
     page.goto(page.base + "/")
     assert page.url.endswith("/login")
     assert "not encrypted" in page.inner_text("main")  # plain HTTP: the page says so
-    login(page, "admin")
+    login(page, "admin", sim)
     assert page.url.endswith("/password")
     assert "default password" in page.inner_text("main")
     page.goto(page.base + "/energy")  # nothing else is reachable yet
@@ -191,7 +199,7 @@ def test_reset_web_password_from_the_menu_ends_sessions(sim, page):
     login(page, NEW_PASS)
     assert "Wrong user name" in msg(page)  # the old password is gone
     time.sleep(1.1)
-    login(page, "admin")  # the default again, with the forced change
+    login(page, "admin", sim)  # the default again, with the code and the forced change
     assert page.url.endswith("/password")
     page.fill("input[name=new]", NEW_PASS)
     page.fill("input[name=repeat]", NEW_PASS)

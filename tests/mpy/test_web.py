@@ -191,9 +191,12 @@ def test_throttle_per_client_exponential_and_cleared_by_success():
         waits.append(t.fail("a"))
     assert waits == [1, 2, 4, 8, 16, 32]
     assert t.wait_s("b") == 0  # another client is not slowed by "a" alone
-    assert st.get("web_login")["g"] == 6  # stored at every failure
+    assert st.get("web_login")["g"] == auth.SAVE_BURST  # the first ones at once
+    t.flush(True)  # the rest coalesced (test_login.py), at the latest when the window ends
+    assert st.get("web_login")["g"] == 6
     clk.advance(32)
     t.success("a")
+    t.flush(True)
     assert t.wait_s("a") == 0 and st.get("web_login")["g"] == 0
     assert t.fail("a") == 1  # counting starts over
 
@@ -281,7 +284,8 @@ def test_no_more_than_100_failures_in_any_hour():
             j += 1
         worst = max(worst, i - j + 1)
     assert 90 <= worst <= 100, worst
-    assert st.writes == len(times) + len(times) // 7  # every failure stored
+    # stored coalesced (test_login.py): a burst, then one write per SAVE_S
+    assert st.writes <= auth.SAVE_BURST + 3 * 3600 // auth.SAVE_S + 1, st.writes
 
 
 def test_throttle_keeps_a_bounded_client_table():
@@ -355,7 +359,7 @@ def test_read_head_is_bounded():
     buf[:14] = b"GET / HTTP/1.0"  # already peeked
     c.got = 14
     assert run(server._read_head(_Reader(b"\r\nA: b\n\nX"), c, buf)) == (20, 22)
-    r = _Reader(b"x" * 65536)  # a long header (a 1 MB one: tests/test_web_attack.py)
+    r = _Reader(b"x" * 8192)  # a long header (a 1 MB one: tests/test_web_attack.py)
     e = raises(server.Reject, run, server._read_head(r, _Conn(), buf))
     assert e.status == 431 and sum(r.asked) <= server.MAX_HEAD + 4
     assert max(r.asked) <= server.READ

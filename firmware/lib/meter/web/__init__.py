@@ -18,7 +18,8 @@ SERVICE_KEY = "web.allowed"
 # Loaded per window, dropped after it.
 MODULES = ("meter.web.admin", "meter.web.server", "meter.web.pages", "meter.web.assets",
            "meter.web.auth", "meter.passwd", "microdot", "microdot.microdot",
-           "microdot.helpers", "meter.web.tokens", "hmac", "warnings")
+           "microdot.helpers", "meter.web.tokens", "meter.web.admission", "meter.web.login",
+           "meter.web.presence", "hmac", "warnings")
 # (hmac and warnings: micropython-lib's hmac, loaded by the window's session
 # and CSRF MACs; the uplink's TOTP loads it again when it needs it. Not
 # meter.lock: app.lock keeps its object, whose LockError must stay the class
@@ -63,6 +64,9 @@ class Web:
         self.error = None
         self.windows = 0
         self.closing = False
+        # the login counts' flash-write bucket (meter.web.auth.Throttle),
+        # kept across windows so that reopening does not refill it
+        self.login_saves = None
 
     # -- what the display asks all the time (cheap while off) -------------------
 
@@ -77,7 +81,16 @@ class Web:
         return self.ctl.remaining_text() if self.ctl is not None else "0:00"
 
     def setup_lines(self):
-        return self.ctl.setup_lines() if self.ctl is not None else None
+        """What the display shows instead of the measurements: the Wi-Fi
+        setup access point, or the Web Admin's one-time login code."""
+        c = self.ctl
+        if c is None:
+            return None
+        if c.presence is not None:
+            lines = c.presence.lines()
+            if lines:
+                return lines
+        return c.setup_lines()
 
     def wifi_capable(self):
         return hasattr(self.app.board.wifi(), "ap_start")

@@ -42,6 +42,7 @@ class WebAdmin:
         self.sessions = None
         self.tokens = None
         self.throttle = None
+        self.presence = None  # the one-time login code (meter.web.presence)
         self.verifying = False
         self.error = None
         self.port = None  # the port of the open window (443 with TLS on the device)
@@ -116,6 +117,8 @@ class WebAdmin:
             await self._start()
         while True:
             await asyncio.sleep_ms(WATCH_MS)
+            if self.throttle is not None:
+                self.throttle.flush()  # failed-login counts deferred to spare the flash
             if time.ticks_diff(time.ticks_ms(), self.until) >= 0:
                 self.disable("window")
             elif not self.app.settings.get(SERVICE_KEY):
@@ -134,7 +137,7 @@ class WebAdmin:
         if self.sessions is None:
             self.sessions = auth.Sessions()
             self.tokens = auth.LoginTokens()
-            self.throttle = auth.Throttle(self.app.state_)
+            self.reset_throttle()
         host, port = self.bind()
         ctx = self._ssl()
         if ctx is not None and port == 80:
@@ -200,9 +203,15 @@ class WebAdmin:
                 self.setup_stop("window closed")
         except Exception as e:
             log.exc("web: closing failed", e)
+        if self.throttle is not None:
+            try:
+                self.throttle.flush(True)  # the last deferred counts
+            except Exception as e:
+                log.exc("web: storing the login counts failed", e)
         self.sessions = None
         self.tokens = None
         self.throttle = None
+        self.presence = None
         self.networks = None
         self.join_state = None
         self.verifying = False
@@ -213,45 +222,26 @@ class WebAdmin:
 
     # -- passwords (the pages and the menu call these) ------------------------
 
-    async def check_login(self, client, user, password):
-        """("ok" | "fail" | "wait" | "busy", seconds to wait). Throttled:
-        a client that must wait is not checked at all; one check at a time."""
-        from meter.crypto import compare_digest
-        from meter import passwd
+    async def check_login(self, client, user, password, code=None):
+        """(verdict, seconds): meter.web.login.check."""
+        from meter.web import login
 
-        t = self.throttle
-        wait = t.wait_s(client)
-        if wait:
-            return "wait", wait
-        if self.verifying:
-            return "busy", 1
-        self.verifying = True
-        try:
-            if not isinstance(user, str) or not isinstance(password, str):
-                user, password = "", ""
-            user_ok = compare_digest(user.encode(), passwd.USER.encode())
-            pass_ok = await passwd.verify(self.app.settings.get("web.pass"), password)
-        finally:
-            self.verifying = False
-        if user_ok and pass_ok:
-            t.success(client)
-            return "ok", 0
-        wait = t.fail(client)  # stored before the answer goes out
-        self.app.audit.append("web", "login", "fail", "%s, %d s" % (client, wait))
-        return "fail", wait
+        return await login.check(self, client, user, password, code)
 
     def reset_throttle(self):
-        from meter.web import auth
+        from meter.web import auth, presence
 
-        self.throttle = auth.Throttle(self.app.state_)
+        w = self.web
+        if w is not None and getattr(w, "login_saves", None) is None:
+            w.login_saves = [auth.SAVE_BURST, time.ticks_ms()]
+        self.throttle = auth.Throttle(self.app.state_, saves=w.login_saves if w else None)
+        self.presence = presence.Presence()
 
     @staticmethod
     def verdict_text(verdict, wait, wrong):
-        if verdict == "wait":
-            return "Too many failed logins. Try again in %d s." % wait
-        if verdict == "busy":
-            return "Another password is being checked. Try again in a moment."
-        return "%s You can try again in %d s." % (wrong, wait) if wait else wrong
+        from meter.web import login
+
+        return login.verdict_text(verdict, wait, wrong)
 
     async def set_password(self, new, source):
         """Hash and store a new password; ends every session. None or an error."""
@@ -434,4 +424,6 @@ class WebAdmin:
                 "sessions": len(self.sessions) if self.sessions is not None else 0,
                 "ap": list(self.ap) if self.ap else None,
                 "join": list(self.join_state) if self.join_state else None,
-                "login_failures": self.throttle.failures if self.throttle else None}
+                "login_failures": self.throttle.failures if self.throttle else None,
+                "login_writes": self.throttle.writes if self.throttle else None,
+                "code_issues": self.presence.issues if self.presence else None}

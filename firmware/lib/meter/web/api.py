@@ -1,7 +1,11 @@
 """The local API's routes: a microdot app behind meter.web.server, built
 while the API service is on (meter.api loads and drops it; docs/api.md).
 
-Read-only. Every route needs `Authorization: Bearer <token>` with an active
+Every request must be addressed to an IP literal and must not come from
+another site's page (meter.web.server.request_refusal, strict: an Origin
+other than our own or a cross-site Sec-Fetch-Site is refused on every
+route), so neither a DNS-rebinding page nor a page the admin visits can use
+it. Read-only. Every route needs `Authorization: Bearer <token>` with an active
 token except GET /api/v1 (a bare answer: which API this is) and POST
 /api/v1/pair (asks for a token). A live stream checks its token before
 every event, so revoking or deleting the token ends it within a second.
@@ -14,8 +18,8 @@ import time
 from microdot import Microdot, Response
 
 from meter import VERSION
-from meter.tokens import ACTIVE, PENDING, TokenError, well_formed
-from meter.web.server import STREAM, WRITE_MS
+from meter.tokens import ACTIVE, PENDING, TokenError, check_name, well_formed
+from meter.web.server import STREAM, WRITE_MS, request_refusal
 
 MAX_CONN = 2  # fewer than the Web Admin's 5: they share the request buffers (server.POOL)
 MAX_STREAMS = 2
@@ -50,6 +54,11 @@ def build(api):
     async def gate(req):
         """The token check, for every route but the two open ones."""
         req.g.token = None
+        why = request_refusal(req, True)
+        if why:
+            api.app.audit.refused("api", why, "from %s" % req.g.conn.ip)
+            return _err(400, "bad Host header") if why == "host" else _err(
+                403, "cross-origin request refused")
         path = req.path
         if path in ("/api/v1", "/api/v1/pair"):
             return None
@@ -81,11 +90,12 @@ def build(api):
             api.app.audit.refused("api", "token-request", "window closed, from %s" % ip)
             return _err(403, "pairing is possible only while the Web Admin is open: enable it "
                         "at the device (Settings > Communication > Web Admin)")
-        wait = api.pair_allowed()
-        if wait:
-            api.app.audit.refused("api", "token-request", "rate limit, from %s" % ip)
-            return _err(429, "too many pairing requests; try again in %d s" % wait,
-                        {"Retry-After": str(wait)})
+        # A malformed request is refused before the rate limit is asked, so
+        # that it uses up nothing of the budget real apps pair with.
+        if not (req.content_type or "").startswith("application/json"):
+            # (also what keeps a cross-site form or text/plain POST out)
+            api.app.audit.refused("api", "token-request", "not JSON, from %s" % ip)
+            return _err(415, "expected Content-Type: application/json")
         try:
             body = json.loads(req.body) if req.body else None
         except (ValueError, UnicodeError):
@@ -93,6 +103,16 @@ def build(api):
         if not isinstance(body, dict):
             api.app.audit.refused("api", "token-request", "bad body, from %s" % ip)
             return _err(400, "expected a JSON object like {\"name\": \"Anna's phone\"}")
+        try:
+            check_name(body.get("name"))
+        except TokenError as e:
+            api.app.audit.refused("api", "token-request", "%s, from %s" % (str(e)[:40], ip))
+            return _err(e.status, str(e))
+        wait = api.pair_allowed()
+        if wait:
+            api.app.audit.refused("api", "token-request", "rate limit, from %s" % ip)
+            return _err(429, "too many pairing requests; try again in %d s" % wait,
+                        {"Retry-After": str(wait)})
         store = api.store()
         try:
             token, t = store.request(body.get("name"), ip)

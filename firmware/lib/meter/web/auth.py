@@ -16,17 +16,26 @@ Login throttle (docs/security.md): after a failed login,
 - and a token bucket (BUCKET burst, refilled one per REFILL_S) refuses
   tries beyond it, so that no more than BUCKET + 3600 / REFILL_S = 100
   failures fit in any hour, whatever the number of clients.
-The counts are stored (app.state_, key "web_login") before the answer goes
-out, so a reboot neither resets them nor shortens a wait: after a restart the
+The overall wait and the bucket hold everybody, the owner too: the Web
+Admin's login lets a client that brings the presence code from the device's
+display (meter.web.presence) past them (waits() tells the two apart); its
+own per-client wait still holds.
+The counts are stored (app.state_, key "web_login"), coalesced to spare the
+flash (docs/security.md, "wear"): the first SAVE_BURST changes are written
+before the answer goes out, then at most one write per SAVE_S (flush(), from
+the window's watch loop, and a last one when the window ends), so a power cut
+loses at most the failures of the last SAVE_S. After a restart the stored
 waits run again in full, since time spent switched off cannot be measured
-without a trusted clock. A right password clears the client's and the overall
-count (not the bucket).
+without a trusted clock. A right password clears the client's and the
+overall count (not the bucket).
 """
 
 import hashlib
 import os
 import time
 from binascii import hexlify
+
+from micropython import const
 
 from meter.crypto import compare_digest, hmac_digest
 
@@ -41,6 +50,10 @@ BUCKET = 10
 REFILL_S = 40
 MAX_CLIENTS = 8  # failure counts kept per client; the oldest is dropped
 STATE_KEY = "web_login"
+# Flash writes of the counts: a burst of SAVE_BURST, then one per SAVE_S
+# (a write bucket; 12 an hour under a sustained attack instead of 100).
+SAVE_BURST = const(4)
+SAVE_S = const(300)
 
 
 def new_id():
@@ -156,7 +169,10 @@ class Throttle:
     """Failed-login slow-down, per client and overall, stored in `state`
     (an object with get(key, default) and set(key, value): app.state_)."""
 
-    def __init__(self, state, clock=time.ticks_ms):
+    def __init__(self, state, clock=time.ticks_ms, saves=None):
+        """saves: the write bucket, [writes allowed now, ticks_ms], kept by
+        the caller across Web Admin windows (meter.web.Web) so that opening
+        windows again and again does not refill it."""
         self.state = state
         self.clock = clock
         d = state.get(STATE_KEY, None)
@@ -185,6 +201,9 @@ class Throttle:
         gw = self.global_wait_full()
         self._global_until = time.ticks_add(now, gw * 1000) if gw else None
         self.failures = 0  # since start, for the benchmark and tests
+        self.writes = 0  # flash writes of the counts since start (wear figures)
+        self._saves = saves if saves is not None else [SAVE_BURST, now]
+        self.dirty = False
 
     def global_wait_full(self):
         return _wait(GLOBAL_BASE_S, self.g - GLOBAL_FREE + 1) if self.g >= GLOBAL_FREE else 0
@@ -196,10 +215,12 @@ class Throttle:
         if not self.debt:
             self._debt_at = now
 
-    def wait_s(self, client):
-        """Seconds before `client` may try a password (0: now)."""
+    def waits(self, client):
+        """(this client's own wait, the overall wait) in seconds, 0: none.
+        The overall one (consecutive failures from any client, the hourly
+        bucket) is what the presence code lets the owner past."""
         now = self.clock()
-        w = 0
+        w = g = 0
         u = self._client_until.get(client)
         if u is not None:
             left = time.ticks_diff(u, now)
@@ -208,12 +229,17 @@ class Throttle:
         if self._global_until is not None:
             left = time.ticks_diff(self._global_until, now)
             if left > 0:
-                w = max(w, (left + 999) // 1000)
+                g = (left + 999) // 1000
         self._refill(now)
         if self.debt >= BUCKET:
             left = REFILL_S * 1000 - time.ticks_diff(now, self._debt_at)
-            w = max(w, (max(left, 0) + 999) // 1000)
-        return w
+            g = max(g, (max(left, 0) + 999) // 1000)
+        return w, g
+
+    def wait_s(self, client):
+        """Seconds before `client` may try a password (0: now)."""
+        w, g = self.waits(client)
+        return max(w, g)
 
     def fail(self, client):
         """Record a failed try; returns the seconds this client must wait."""
@@ -239,7 +265,7 @@ class Throttle:
         self._global_until = None
         self._client_until.pop(client, None)
         if changed:
-            self._save()
+            self._save()  # (deferred, a lost clear errs on the safe side)
 
     def _pop(self, client):
         """Remove the client's entry; its failure count (0 if none)."""
@@ -249,4 +275,25 @@ class Throttle:
         return 0
 
     def _save(self):
+        """Store the counts now if the write bucket allows, else later."""
+        self.dirty = True
+        self.flush()
+
+    def flush(self, force=False):
+        """Write deferred counts when the write bucket has refilled (the
+        window's watch loop calls this), or at once with force (the window
+        ends)."""
+        now = self.clock()
+        sv = self._saves
+        while sv[0] < SAVE_BURST and time.ticks_diff(now, sv[1]) >= SAVE_S * 1000:
+            sv[0] += 1
+            sv[1] = time.ticks_add(sv[1], SAVE_S * 1000)
+        if sv[0] >= SAVE_BURST:
+            sv[1] = now
+        if not self.dirty or not (force or sv[0] > 0):
+            return
+        if sv[0] > 0:
+            sv[0] -= 1
+        self.dirty = False
+        self.writes += 1
         self.state.set(STATE_KEY, {"g": self.g, "c": [e[:] for e in self.clients], "b": self.debt})

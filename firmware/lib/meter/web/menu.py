@@ -49,8 +49,11 @@ def menu_reset_password(w, ui):
         except Exception as e:
             ui.push(Message(ui, ["NOT RESET", str(e)]))
             return
-        ui.push(Message(ui, ["WEB PASS RESET", "Password is now 'admin'. Set a new one at the "
-                             "next web login."]))
+        # (the login with 'admin' also asks for the code that the main
+        # screen then shows: only someone here can finish it)
+        ui.push(Message(ui, ["WEB PASS RESET", "Password is now 'admin'. At the next web login, "
+                             "also type the code the main screen then shows, and set a new "
+                             "password."]))
 
     # The menu's "Reset Web Pass" in full on the question.
     ui.push(Confirm(ui, ["RESET WEB ADMIN PASSWORD?", "Back to 'admin'; web sessions end."],

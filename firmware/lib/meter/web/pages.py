@@ -21,7 +21,7 @@ from meter.lock import WIPE, LockError
 from meter.settings import Locked
 from meter.text import UNSUPPORTED, state
 from meter.web import auth, chrome
-from meter.web.server import STREAM, WRITE_MS
+from meter.web.server import STREAM, WRITE_MS, host_ok, request_refusal  # noqa: F401 (host_ok: tests)
 
 SSE_EVENTS = 60  # events per stream (1 s apart); the browser then reconnects
 MAX_STREAMS = 2
@@ -76,31 +76,6 @@ def utc(t):
 def kwh(uwh):
     wh = uwh // 1000000
     return "%d.%03d" % (wh // 1000, wh % 1000)
-
-
-def host_ok(host):
-    """Only an IP literal or localhost as Host: a DNS name pointing at the
-    device (DNS rebinding) is refused."""
-    if not host or len(host) > 64:
-        return False
-    if host.startswith("["):
-        i = host.find("]")
-        if i < 0:
-            return False
-        rest = host[i + 1:]
-        return rest == "" or (rest[0] == ":" and rest[1:].isdigit())
-    name, _, port = host.partition(":")
-    if port and not port.isdigit():
-        return False
-    if name == "localhost":
-        return True
-    parts = name.split(".")
-    if len(parts) != 4:
-        return False
-    for p in parts:
-        if not p.isdigit() or len(p) > 3 or int(p) > 255:
-            return False
-    return True
 
 
 def set_cookie(res, name, value, max_age=None, secure=False):
@@ -195,17 +170,17 @@ def build(ctl):
     @web.before_request
     async def gate(req):
         req.g.sess = None
-        if not host_ok(req.headers.get("Host", "")):
+        why = request_refusal(req, False)
+        if why == "host":
             return Response("bad Host header\n", 400, {"Content-Type": "text/plain"})
         path = req.path
         static = path.startswith("/static/")
         sess = sessions.get(req.cookies.get("sid"), touch=not (static or path.startswith("/api/")))
         req.g.sess = sess
+        if why:
+            fw.audit.refused("web", "csrf", "origin %s" % req.headers.get("Origin"))
+            return refused(req, "Cross-site request refused (Origin check).")
         if req.method == "POST":
-            want = "%s://%s" % (req.scheme, req.headers.get("Host"))
-            if req.headers.get("Origin") != want:
-                fw.audit.refused("web", "csrf", "origin %s" % req.headers.get("Origin"))
-                return refused(req, "Cross-site request refused (Origin check).")
             ct = req.content_type or ""
             if not ct.startswith("application/x-www-form-urlencoded"):
                 return refused(req, "Form data expected.", 400)
@@ -245,7 +220,9 @@ def build(ctl):
 
     # -- login / logout ------------------------------------------------------
 
-    def login_page(req, msg="", status=200, pre=None, retry=0):
+    def login_page(req, msg="", status=200, pre=None, retry=0, code=False):
+        """code: ask for the code on the device's display (also whenever
+        one is showing there)."""
         pre = pre or req.cookies.get("pre")
         new_pre = None
         if not pre or len(pre) != 32:
@@ -265,8 +242,12 @@ def build(ctl):
                     "<label>User <input type=\"text\" name=\"user\" value=\"admin\" "
                     "autocomplete=\"username\"></label>"
                     "<label>Password <input type=\"password\" name=\"password\" "
-                    "autocomplete=\"current-password\" autofocus></label>"
-                    "<button id=\"login\">Log in</button></form>" % ctl.tokens.token(pre))
+                    "autocomplete=\"current-password\" autofocus></label>" % ctl.tokens.token(pre))
+        if code or (ctl.presence is not None and ctl.presence.valid()):
+            body.append("<label>Code shown on the device's display <input type=\"text\" "
+                        "name=\"code\" id=\"code\" inputmode=\"numeric\" "
+                        "autocomplete=\"one-time-code\" maxlength=\"12\"></label>")
+        body.append("<button id=\"login\">Log in</button></form>")
         r = html(req, "Log in", body, status, nav=False)
         if new_pre:
             set_cookie(r, "pre", new_pre, secure=req.scheme == "https")
@@ -290,10 +271,23 @@ def build(ctl):
             return login_page(req, note("err", "The login form had expired or did not come from "
                                         "this device. Please try again."), 403)
         ip = req.g.conn.ip
-        verdict, wait = await ctl.check_login(ip, f.get("user", ""), f.get("password", ""))
-        if verdict == "wait":
+        verdict, wait = await ctl.check_login(ip, f.get("user", ""), f.get("password", ""),
+                                              f.get("code"))
+        if verdict in ("wait", "codewait"):
             return login_page(req, note("err", "Too many failed logins. Try again in %d s." % wait),
                               429, retry=wait)
+        if verdict == "hold":
+            return login_page(req, note("err", "Too many failed logins on this device. Try again "
+                                        "in %d s, or type the code now shown on the device's "
+                                        "display with your password." % wait), 429, retry=wait,
+                              code=True)
+        if verdict == "code":
+            return login_page(req, note("warn", "The password is the factory default: to prove "
+                                        "that you are at the device, also type the code now "
+                                        "shown on its display.", "need-code"), 401, code=True)
+        if verdict == "badcode":
+            return login_page(req, note("err", "Wrong code. You can try again in %d s." % wait),
+                              401, retry=wait, code=True)
         if verdict == "busy":
             return login_page(req, note("err", "Another login is being checked. Try again in a "
                                         "moment."), 503, retry=1)

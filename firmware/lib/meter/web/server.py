@@ -7,19 +7,12 @@ stream, which keeps reading until it sees a newline: a 1 MB header line is
 connection limit, and its `shutdown()` only stops accepting. So this layer
 owns the sockets and hands microdot a parsed request:
 
-- at most MAX_CONN connections are served at once. When a further client
-  connects while all are taken, a connection that is still sending its
-  request may make room. A newcomer whose request is already there (a real
-  client sends it with the connection) takes the place of the oldest one
-  that has sent nothing, else of the oldest still sending its head or body.
-  A newcomer that has sent nothing yet gets up to PEEK_MS for its request
-  to arrive before it is admitted (MAX_PEEK newcomers at a time; a newer
-  one ends the oldest one's wait); if nothing comes it is admitted if
-  there is room, and otherwise only replaces one that has sent nothing for
-  IDLE_EVICT_MS, or that has been sending for SLOW_EVICT_MS.
-  Idle and slow clients therefore cannot crowd out a real one, and a flood
-  of idle connections is turned away cheaply. If nobody qualifies (all are
-  being answered), the newcomer gets an immediate 503 and is closed;
+- at most MAX_CONN connections are served at once; who gets a slot when
+  they are taken is meter.web.admission's pure policy (a newcomer whose
+  request has arrived may evict a connection that has sent nothing for
+  longer than a Wi-Fi round trip, or a slow sender; an idle newcomer only
+  long-idle ones; else an immediate 503). An evicted connection's request
+  buffer goes back to the pool at once;
 - the request head must arrive within HEAD_MS and fit MAX_HEAD bytes and
   MAX_HEADERS lines (else closed / 431), the body within BODY_MS and
   MAX_BODY bytes (else 413, decided from Content-Length before reading);
@@ -33,9 +26,11 @@ owns the sockets and hands microdot a parsed request:
 - only GET, HEAD and POST; HTTP/1.0 and 1.1; one request per connection;
 - every response gets the security headers (CSP without inline script,
   frame denial, no-store, nosniff, no referrer);
-- close() stops accepting, cancels every connection and every streaming
-  response (they run inside their connection's task), and returns only
-  once the listening socket is closed.
+- the Host and Origin checks both servers apply are here (request_refusal);
+- close() stops accepting, lets requests already in their handlers finish
+  and be answered (at most CLOSE_MS), then cancels every connection and
+  every streaming response (they run inside their connection's task), and
+  returns only once the listening socket is closed.
 """
 
 import asyncio
@@ -45,6 +40,8 @@ from microdot import Request, Response
 from microdot.microdot import NoCaseDict
 
 from meter import log, memory
+from meter.web import admission
+from meter.web.admission import MAX_PEEK, PEEK_MS
 
 
 def _print_exception(exc):
@@ -63,10 +60,10 @@ def _route_tracebacks():
 _route_tracebacks()
 
 MAX_CONN = 5
-IDLE_EVICT_MS = 1000
-SLOW_EVICT_MS = 2000
-MAX_PEEK = 2
-PEEK_MS = 5
+# How long close() lets requests in their handlers finish and be answered:
+# longer than any handler takes (a password hash ~1 s on the device, a
+# Wi-Fi join's first answer 0.3 s); HANDLER_MS bounds a stuck one anyway.
+CLOSE_MS = 3000
 HEAD_MS = 5000
 BODY_MS = 5000
 HANDLER_MS = 20000
@@ -138,6 +135,7 @@ class Conn:
         self.t0 = now
         self.phase = HEAD
         self.got = 0  # bytes of the request received so far
+        self.buf = None  # its request buffer, from the shared pool
         self.deadline = time.ticks_add(now, HEAD_MS)
 
     def set(self, phase, ms):
@@ -192,6 +190,56 @@ def parse_head(head):
     return method, url, version[5:], headers
 
 
+def host_ok(host):
+    """Only an IP literal or localhost as Host: a DNS name pointing at the
+    device (DNS rebinding) is refused."""
+    if not host or len(host) > 64:
+        return False
+    if host.startswith("["):
+        i = host.find("]")
+        if i < 0:
+            return False
+        rest = host[i + 1:]
+        return rest == "" or (rest[0] == ":" and rest[1:].isdigit())
+    name, _, port = host.partition(":")
+    if port and not port.isdigit():
+        return False
+    if name == "localhost":
+        return True
+    parts = name.split(".")
+    if len(parts) != 4:
+        return False
+    for p in parts:
+        if not p.isdigit() or len(p) > 3 or int(p) > 255:
+            return False
+    return True
+
+
+def request_refusal(req, strict):
+    """The Host and Origin checks of both servers, in one place: None if the
+    request may go on, "host" (answer 400: not addressed to an IP literal, a
+    DNS-rebinding page) or "origin" (answer 403: sent by another site).
+
+    A POST must carry this server's own Origin (browsers send one on every
+    POST; a missing or "null" one is refused; a GET changes nothing, and
+    the browser keeps its answer from another site's page). strict (the
+    local API, used by apps, never by pages): any request that a browser
+    marks as coming from another origin is refused, GET included: a present
+    Origin must be our own, and Sec-Fetch-Site, if sent, must be
+    same-origin or none (apps send neither)."""
+    h = req.headers
+    host = h.get("Host", "")
+    if not host_ok(host):
+        return "host"
+    origin = h.get("Origin")
+    if (origin is not None) if strict else req.method == "POST":
+        if origin != "%s://%s" % (req.scheme, host):
+            return "origin"
+    if strict and h.get("Sec-Fetch-Site", "none") not in ("same-origin", "none"):
+        return "origin"
+    return None
+
+
 class Server:
     """Serves a microdot app on (host, port) under the limits above."""
 
@@ -225,9 +273,11 @@ class Server:
             self._srv = await asyncio.start_server(self._accept, self.host, self.port, backlog=2)
         self._reaper = asyncio.create_task(self._reap())
 
-    async def close(self, grace_ms=300):
-        """Stop accepting, close the listener, give responses already being
-        written grace_ms to finish, then cancel every connection."""
+    async def close(self, grace_ms=CLOSE_MS):
+        """Stop accepting, close the listener, let requests already in their
+        handlers finish and be answered (a state change that has started is
+        completed, and its client hears so), at most grace_ms, then cancel
+        every connection (requests still arriving, event streams)."""
         self.closed = True
         srv = self._srv
         self._srv = None
@@ -236,7 +286,7 @@ class Server:
             await srv.wait_closed()
         t0 = time.ticks_ms()
         while time.ticks_diff(time.ticks_ms(), t0) < grace_ms:
-            if not any(c.phase == WRITE for c in self.conns):
+            if not any(c.phase in (HANDLE, WRITE) for c in self.conns):
                 break
             await asyncio.sleep_ms(10)
         if self._reaper is not None:
@@ -261,31 +311,20 @@ class Server:
                     self.stats["timeouts"] += 1
                     c.task.cancel()
 
-    def _make_room(self, now, ready):
-        """Drop a connection that is still sending its request (see the
-        module's doc); True if there is room now. `ready`: the newcomer's
-        request has started to arrive."""
-        if len(self.conns) < self.max_conn:
-            return True
-        victim = None
-        for idle in (True, False):
-            if ready:
-                least = 0
-            else:
-                least = IDLE_EVICT_MS if idle else SLOW_EVICT_MS
-            for c in self.conns:
-                if c.phase <= BODY and (c.got == 0) == idle \
-                        and time.ticks_diff(now, c.t0) >= least:
-                    if victim is None or time.ticks_diff(c.t0, victim.t0) < 0:
-                        victim = c
-            if victim is not None:
-                break
-        if victim is None:
-            return False
+    def _free(self):
+        return len(self.conns) < self.max_conn and bool(self._bufs)
+
+    def _evict(self, victim):
+        """Drop a connection that is still sending its request: its slot and
+        its request buffer are free at once (it is suspended in a read, and
+        the cancellation ends it there, so it never touches the buffer
+        again)."""
         self.stats["evicted"] += 1
-        self.conns.remove(victim)  # its slot is free now; the task ends soon
+        self.conns.remove(victim)
+        if victim.buf is not None:
+            self._bufs.append(victim.buf)
+            victim.buf = None
         victim.task.cancel()
-        return True
 
     def _peek_now(self, writer):
         """Bytes the client has sent already, read into the shared peek
@@ -304,11 +343,11 @@ class Server:
         # What the client has sent already (a real one sends its request with
         # the connection; TLS needs its handshake first, so not there).
         n = 0 if self.ssl else self._peek_now(writer)
-        if n == 0 and not self.ssl:
-            # Nothing from this client yet: most likely its request is a
-            # moment behind the connection. Look again for up to PEEK_MS
-            # before judging it idle (only a connection that sent nothing then
-            # may be replaced at once); at most MAX_PEEK newcomers look at a
+        if n == 0 and not self.ssl and not admission.choose(self.conns, now, False,
+                                                            self._free(), self.max_conn):
+            # Nothing from this client yet and no place for an idle one: most
+            # likely its request is a round trip behind the connection. Look
+            # again for up to PEEK_MS; at most MAX_PEEK newcomers look at a
             # time (sockets are scarce), a newer one ends the oldest's wait.
             me = asyncio.current_task()
             self.peeking.append(me)
@@ -317,7 +356,8 @@ class Server:
             try:
                 t0 = time.ticks_ms()
                 while n == 0 and time.ticks_diff(time.ticks_ms(), t0) < PEEK_MS:
-                    await asyncio.sleep_ms(0)
+                    # at once a few times (localhost, a wired LAN), then calmly
+                    await asyncio.sleep_ms(0 if time.ticks_diff(time.ticks_ms(), t0) < 5 else 10)
                     n = self._peek_now(writer)
             except asyncio.CancelledError:
                 # a newer newcomer took its place: a last look before giving up
@@ -327,8 +367,12 @@ class Server:
                     self.peeking.remove(me)
             now = time.ticks_ms()
         # (no await from here until the peeked bytes are copied)
-        if self.closed or n < 0 or not self._bufs or not memory.room() \
-                or not self._make_room(now, n > 0):
+        d = None
+        if not self.closed and n >= 0 and memory.room():
+            # (TLS: the request comes after the handshake; judged as if it were there)
+            d = admission.choose(self.conns, now, n > 0 or bool(self.ssl), self._free(),
+                                 self.max_conn)
+        if d is None:
             self.stats["refused"] += 1
             # why: a newer newcomer ended its wait / request there but all busy /
             # nothing sent / closed
@@ -337,12 +381,15 @@ class Server:
             self.stats[k] = self.stats.get(k, 0) + 1
             _refuse(writer)
             return
+        if d is not True:
+            self._evict(d)
         bufs = self._bufs  # the pool, even if the server closes meanwhile
         buf = bufs.pop()
         if n:
             memoryview(buf)[:n] = memoryview(_PEEK)[:n]
         conn = Conn(asyncio.current_task(), peer_ip(writer.get_extra_info("peername")), now)
         conn.got = n
+        conn.buf = buf
         self.conns.append(conn)
         try:
             await self._serve(conn, reader, writer, buf)
@@ -355,7 +402,9 @@ class Server:
         finally:
             if conn in self.conns:
                 self.conns.remove(conn)
-            bufs.append(buf)
+            if conn.buf is not None:  # (an evicted one has given it back)
+                bufs.append(buf)
+                conn.buf = None
             try:
                 await writer.aclose()  # does not yield: safe while cancelled
             except Exception:
