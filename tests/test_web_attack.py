@@ -9,7 +9,10 @@ logged-in user answers on the first try within USER_BOUND_S.
 Phase 2, FLOOD_S: the same attackers reconnecting without pause, thousands
 of connections a second, more than the device can look at: no server can
 tell the user's connection from the flood before it has read it, so a load
-may get a quick 503; retried at once, the page is there within FLOOD_BOUND_S.
+may get a quick 503; retried at once, the page is there within FLOOD_TRIES
+tries (and FLOOD_BOUND_S). The first-try success of both phases is printed
+(docs/security.md states it); who gets a slot is meter/web/admission.py,
+unit-tested against a model of this attack in tests/mpy/test_admission.py.
 
 Throughout, metering keeps its schedule (tick lateness within LATE_P99_MS /
 LATE_MAX_MS at the 1 s tick), no task restarts, and the heap never runs
@@ -31,6 +34,7 @@ ATTACK_S = 12
 FLOOD_S = 6
 USER_BOUND_S = 2.0
 FLOOD_BOUND_S = 3.0
+FLOOD_TRIES = 5
 LATE_P99_MS = 50
 LATE_MAX_MS = 250
 REOPEN_S = 0.2
@@ -163,10 +167,13 @@ def run_phase(sim, user, seconds, reopen_s, retry):
     try:
         time.sleep(1)  # the attack is in full swing
         loads = []
+        tries = []
         end = time.time() + seconds
         while time.time() < end:
             t0 = time.time()
+            n = 0
             while True:
+                n += 1
                 try:
                     r = user.get("/energy", timeout=10)
                     if r.status == 200 or not retry:
@@ -174,13 +181,15 @@ def run_phase(sim, user, seconds, reopen_s, retry):
                 except (ConnectionError, http.client.HTTPException):
                     if not retry:
                         raise
-                assert time.time() - t0 < FLOOD_BOUND_S + 5, "no answer"
+                assert n < FLOOD_TRIES, "no page after %d tries; %s" % (n, sim.cmd("web")["stats"])
             loads.append(time.time() - t0)
+            tries.append(n)
             assert r.status == 200 and "Imported kWh" in r.text, "%s %s after %d loads; %s" % (
                 r.status, r.text[:100], len(loads), sim.cmd("web")["stats"])
             time.sleep(0.2)
         stats = sim.cmd("web")["stats"]
         st = sim.state_()
+        stats["first_try"] = [tries.count(1), len(tries)]
         return sorted(loads), out.get(timeout=30), stats, st
     finally:
         p.join(15)

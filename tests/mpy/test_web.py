@@ -534,3 +534,62 @@ def test_microdot_tracebacks_go_to_the_log_not_the_console():
     recent = log.recent()
     assert any("web: request failed" in l and "handler broke" in l for l in recent), recent
     assert any("Traceback" in l for l in recent), recent
+
+
+def test_a_join_cancelled_by_the_window_end_goes_back_to_the_stored_network():
+    # On the ESP32 a join takes seconds ("connecting"); the window ends
+    # meanwhile (stop() cancels the join): the device goes back to the
+    # stored network, and nothing new is stored.
+    from upytest import tmpdir
+
+    from meter.audit import AuditLog
+    from meter.board.flashfile import FilePartition
+    from meter.board.host import HostWifi
+    from meter.logstore import LogStore
+    from meter.settings import Settings
+    from meter.state import State
+    from meter.web.admin import WebAdmin
+
+    d = tmpdir()
+
+    class SlowWifi(HostWifi):
+        """Joins take long: "connecting" until the test says."""
+
+        def status(self):
+            st = HostWifi.status(self)
+            return "connecting" if self._ssid == "HomeNet" else st
+
+    class App:
+        pass
+
+    class Board:
+        w = SlowWifi()
+
+        def wifi(self):
+            return self.w
+
+        def time(self):
+            return 1_800_000_000
+
+        def time_valid(self):
+            return True
+
+    app = App()
+    app.board = Board()
+    app.audit = AuditLog(LogStore(FilePartition(d + "/audit", 16384)), app.board)
+    state = State(LogStore(FilePartition(d + "/state", 16384)))
+    app.settings = Settings(LogStore(FilePartition(d + "/config", 16384)), app.audit, state)
+    app.settings.update({"wifi.ssid": "CafeGuest", "wifi.key": ""}, "menu")
+    app.board.w.connect("CafeGuest", "")
+    ctl = WebAdmin(app, None)
+
+    async def go():
+        assert ctl.join("HomeNet", "secret-key") is None
+        await asyncio.sleep_ms(600)  # still connecting
+        assert app.board.w._ssid == "HomeNet"
+        ctl._join_task.cancel()  # what stop() does when the window ends
+        await asyncio.sleep_ms(10)
+
+    run(go())
+    assert app.settings.get("wifi.ssid") == "CafeGuest"
+    assert app.board.w._ssid == "CafeGuest" and app.board.w.status() == "connected"

@@ -367,17 +367,24 @@ class WebAdmin:
         old = (app.settings.get("wifi.ssid"), app.settings.get("wifi.key"))
         w.connect(ssid, key)
         t0 = time.ticks_ms()
-        while True:
-            st = w.status()
-            if st == "connected":
-                break
-            if st == "failed" or time.ticks_diff(time.ticks_ms(), t0) > JOIN_TIMEOUT_MS:
-                self.join_state = ("failed", "Could not join %s: wrong password or out of "
-                                   "range." % ssid)
-                app.audit.append("web", "wifi-join", "fail", ssid)
-                self._rejoin(old)
-                return
-            await asyncio.sleep_ms(250)
+        try:
+            while True:
+                st = w.status()
+                if st == "connected":
+                    break
+                if st == "failed" or time.ticks_diff(time.ticks_ms(), t0) > JOIN_TIMEOUT_MS:
+                    self.join_state = ("failed", "Could not join %s: wrong password or out of "
+                                       "range." % ssid)
+                    app.audit.append("web", "wifi-join", "fail", ssid)
+                    self._rejoin(old)
+                    return
+                await asyncio.sleep_ms(250)
+        except asyncio.CancelledError:
+            # the window ended first: not stored, so not kept either (the
+            # ESP32 would otherwise stay on a network nobody confirmed)
+            app.audit.append("system", "wifi-join", "cancelled", ssid)
+            self._rejoin(old)
+            raise
         try:
             app.settings.update({"wifi.ssid": ssid, "wifi.key": key}, "web")
         except Exception as e:
