@@ -4,13 +4,15 @@ Phase 1, ATTACK_S: 50 idle connections, 5 slowloris clients, 1 MB headers,
 10 MB bodies and malformed request lines, each attacker opening its next
 connection REOPEN_S after its last one ended (the device drops idle and slow
 ones to make room, so they keep coming back). Every page load of a
-logged-in user answers on the first try within USER_BOUND_S.
+logged-in user answers on the first try (counted: not one 503) within
+USER_BOUND_S.
 
 Phase 2, FLOOD_S: the same attackers reconnecting without pause, thousands
 of connections a second, more than the device can look at: no server can
 tell the user's connection from the flood before it has read it, so a load
-may get a quick 503; retried at once, the page is there within FLOOD_TRIES
-tries (and FLOOD_BOUND_S). The first-try success of both phases is printed
+may get a quick 503; retried at once, the page is there within
+FLOOD_BOUND_S, and at least FLOOD_FIRST_TRY of the loads get it at the
+first try. The first-try success of both phases is printed
 (docs/security.md states it); who gets a slot is meter/web/admission.py,
 unit-tested against a model of this attack in tests/mpy/test_admission.py.
 
@@ -34,7 +36,7 @@ ATTACK_S = 12
 FLOOD_S = 6
 USER_BOUND_S = 2.0
 FLOOD_BOUND_S = 3.0
-FLOOD_TRIES = 5
+FLOOD_FIRST_TRY = 0.5
 LATE_P99_MS = 50
 LATE_MAX_MS = 250
 REOPEN_S = 0.2
@@ -181,7 +183,8 @@ def run_phase(sim, user, seconds, reopen_s, retry):
                 except (ConnectionError, http.client.HTTPException):
                     if not retry:
                         raise
-                assert n < FLOOD_TRIES, "no page after %d tries; %s" % (n, sim.cmd("web")["stats"])
+                assert time.time() - t0 < FLOOD_BOUND_S + 5, "no page after %d tries; %s" % (
+                    n, sim.cmd("web")["stats"])
             loads.append(time.time() - t0)
             tries.append(n)
             assert r.status == 200 and "Imported kWh" in r.text, "%s %s after %d loads; %s" % (
@@ -190,6 +193,7 @@ def run_phase(sim, user, seconds, reopen_s, retry):
         stats = sim.cmd("web")["stats"]
         st = sim.state_()
         stats["first_try"] = [tries.count(1), len(tries)]
+        stats["most_tries"] = max(tries)
         return sorted(loads), out.get(timeout=30), stats, st
     finally:
         p.join(15)
@@ -204,7 +208,7 @@ def test_hostile_clients_do_not_stop_the_admin_page_or_metering(tmp_path):
         for name, seconds, reopen_s, bound in (("attack", ATTACK_S, REOPEN_S, USER_BOUND_S),
                                                ("flood", FLOOD_S, 0, FLOOD_BOUND_S)):
             sim.cmd("lateness-reset")
-            loads, counts, stats, st = run_phase(sim, user, seconds, reopen_s, name == "flood")
+            loads, counts, stats, st = run_phase(sim, user, seconds, reopen_s, True)
             late = st["lateness_ms"]
             report = ("%s: user %d loads, median %.0f ms, max %.0f ms; lateness %s; heap used "
                       "%d of %s; server %s; attackers %s" % (
@@ -212,6 +216,11 @@ def test_hostile_clients_do_not_stop_the_admin_page_or_metering(tmp_path):
                           late, st["heap_used"], simtool.DEVICE_HEAP, stats, counts))
             print(report)
             assert loads[-1] <= bound, report
+            first, n = stats["first_try"]
+            if name == "attack":
+                assert first == n, report  # not one 503
+            else:
+                assert first >= FLOOD_FIRST_TRY * n, report
             assert late["p99"] <= LATE_P99_MS and late["max"] <= LATE_MAX_MS, report
             assert not any(st["restarts"].values()) and st["fault"] is None, report
             assert stats["evicted"] > 0 and stats["rejected"] > 0, report

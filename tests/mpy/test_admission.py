@@ -68,6 +68,11 @@ def test_idle_connections_leave_slots_for_requests():
     assert adm.choose(conns, now, False, True, SLOTS) is None  # free, but not for idle ones
     assert adm.choose(conns, now, True, True, SLOTS) is True
     assert adm.choose(conns[1:], now, False, True, SLOTS) is True
+    # nor do they take a slow sender's place beyond their share
+    slow = C(now - adm.SLOW_MS, got=30)
+    full = conns + [slow, C(now - 10, got=30)]
+    assert adm.choose(full, now, False, False, SLOTS) is None
+    assert adm.choose(full[1:] + [C(now - 10, got=30)], now, False, False, SLOTS) is slow
 
 
 def test_ticks_wrap_around():

@@ -7,34 +7,9 @@ import asyncio
 
 from meter import passwd
 from meter.web import auth, login, presence
+from standins import Clock, State  # noqa: E402
 
 PASSWORD = "owner-pass-2026"
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1000000
-
-    def __call__(self):
-        return self.t
-
-    def advance(self, s):
-        self.t += int(s * 1000)
-
-
-class State:
-    """app.state_ stand-in: counts its writes; survives 'reboots' by reuse."""
-
-    def __init__(self):
-        self.d = {}
-        self.writes = 0
-
-    def get(self, k, default=None):
-        return self.d.get(k, default)
-
-    def set(self, k, v):
-        self.d[k] = v
-        self.writes += 1
 
 
 class Ctl:

@@ -15,6 +15,7 @@ from upytest import raises  # noqa: E402
 
 from meter import passwd
 from meter.web import auth  # noqa: E402
+from standins import Clock, State  # noqa: E402
 
 # PBKDF2-HMAC-SHA256 vectors (shared/notes/security.md section 3)
 PBKDF2 = [
@@ -32,32 +33,6 @@ PBKDF2 = [
 
 def run(coro):
     return asyncio.run(coro)
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1000000
-
-    def __call__(self):
-        return self.t
-
-    def advance(self, s):
-        self.t += int(s * 1000)
-
-
-class State:
-    """app.state_ stand-in: counts its writes; survives 'reboots' by reuse."""
-
-    def __init__(self):
-        self.d = {}
-        self.writes = 0
-
-    def get(self, k, default=None):
-        return self.d.get(k, default)
-
-    def set(self, k, v):
-        self.d[k] = v
-        self.writes += 1
 
 
 # -- PBKDF2 and password storage ---------------------------------------------
@@ -467,17 +442,16 @@ def test_esp32_wifi_scan_and_access_point():
     sys.modules.pop("network", None)
 
 
-def test_a_join_the_lock_refuses_to_store_does_not_stay():
-    # Locked while a Wi-Fi join from the setup page is under way: the new
-    # network is not stored, and the device goes back to the stored one.
+def _wifi_ctl(wifi):
+    """A Web Admin controller on real settings, audit and state stores (in
+    files), with `wifi` as the board's Wi-Fi, joined to the stored CafeGuest."""
     from upytest import tmpdir
 
     from meter.audit import AuditLog
     from meter.board.flashfile import FilePartition
-    from meter.board.host import HostWifi
     from meter.logstore import LogStore
     from meter.settings import Settings
-    from meter.state import State
+    from meter.state import State as RealState
     from meter.web.admin import WebAdmin
 
     d = tmpdir()
@@ -486,8 +460,6 @@ def test_a_join_the_lock_refuses_to_store_does_not_stay():
         pass
 
     class Board:
-        w = HostWifi()
-
         def wifi(self):
             return self.w
 
@@ -499,12 +471,21 @@ def test_a_join_the_lock_refuses_to_store_does_not_stay():
 
     app = App()
     app.board = Board()
+    app.board.w = wifi  # (a class body cannot see this function's names)
     app.audit = AuditLog(LogStore(FilePartition(d + "/audit", 16384)), app.board)
-    state = State(LogStore(FilePartition(d + "/state", 16384)))
+    state = RealState(LogStore(FilePartition(d + "/state", 16384)))
     app.settings = Settings(LogStore(FilePartition(d + "/config", 16384)), app.audit, state)
     app.settings.update({"wifi.ssid": "CafeGuest", "wifi.key": ""}, "menu")
     app.board.w.connect("CafeGuest", "")
-    ctl = WebAdmin(app, None)
+    return app, WebAdmin(app, None)
+
+
+def test_a_join_the_lock_refuses_to_store_does_not_stay():
+    # Locked while a Wi-Fi join from the setup page is under way: the new
+    # network is not stored, and the device goes back to the stored one.
+    from meter.board.host import HostWifi
+
+    app, ctl = _wifi_ctl(HostWifi())
 
     async def go():
         assert ctl.join("HomeNet", "secret-key") is None  # unlocked: the join starts
@@ -540,17 +521,7 @@ def test_a_join_cancelled_by_the_window_end_goes_back_to_the_stored_network():
     # On the ESP32 a join takes seconds ("connecting"); the window ends
     # meanwhile (stop() cancels the join): the device goes back to the
     # stored network, and nothing new is stored.
-    from upytest import tmpdir
-
-    from meter.audit import AuditLog
-    from meter.board.flashfile import FilePartition
     from meter.board.host import HostWifi
-    from meter.logstore import LogStore
-    from meter.settings import Settings
-    from meter.state import State
-    from meter.web.admin import WebAdmin
-
-    d = tmpdir()
 
     class SlowWifi(HostWifi):
         """Joins take long: "connecting" until the test says."""
@@ -559,29 +530,7 @@ def test_a_join_cancelled_by_the_window_end_goes_back_to_the_stored_network():
             st = HostWifi.status(self)
             return "connecting" if self._ssid == "HomeNet" else st
 
-    class App:
-        pass
-
-    class Board:
-        w = SlowWifi()
-
-        def wifi(self):
-            return self.w
-
-        def time(self):
-            return 1_800_000_000
-
-        def time_valid(self):
-            return True
-
-    app = App()
-    app.board = Board()
-    app.audit = AuditLog(LogStore(FilePartition(d + "/audit", 16384)), app.board)
-    state = State(LogStore(FilePartition(d + "/state", 16384)))
-    app.settings = Settings(LogStore(FilePartition(d + "/config", 16384)), app.audit, state)
-    app.settings.update({"wifi.ssid": "CafeGuest", "wifi.key": ""}, "menu")
-    app.board.w.connect("CafeGuest", "")
-    ctl = WebAdmin(app, None)
+    app, ctl = _wifi_ctl(SlowWifi())
 
     async def go():
         assert ctl.join("HomeNet", "secret-key") is None

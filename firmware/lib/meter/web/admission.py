@@ -30,8 +30,9 @@ connection is up. So:
 - else it is refused at once (503 with Retry-After): cheap, and the client
   may retry.
 A newcomer that has sent nothing and finds no slot may look again for its
-request for up to PEEK_MS before that decision (at most MAX_PEEK at a time;
-a newer one ends the oldest one's wait: sockets are scarce).
+request for up to PEEK_MS before that decision (at most MAX_PEEK at a time,
+sockets are scarce: a newer one ends the oldest one's wait, which takes a
+last look a loop turn later).
 """
 
 import time
@@ -65,9 +66,12 @@ def choose(conns, now, ready, free, limit):
     request received) and phase (0 head, 1 body, more: being answered);
     ready: the newcomer's request has started to arrive; free: a slot and a
     request buffer are free; limit: the server's slots."""
-    if free and (ready or _idle(conns) < max(1, limit - READY_SLOTS)):
+    idle_full = _idle(conns) >= max(1, limit - READY_SLOTS)
+    if free and (ready or not idle_full):
         return True
     for idle in (True, False):
+        if not idle and not ready and idle_full:
+            break  # (an idle one in a sender's place would exceed the share)
         if idle:
             least = GRACE_MS if ready else IDLE_MS
         else:

@@ -111,6 +111,9 @@ BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nConten
         b"Retry-After: 1\r\nConnection: close\r\n\r\nbusy\n")
 
 
+_WHY = {0: "r_idle", -1: "r_closed", -2: "r_displaced", -3: "r_memory"}
+
+
 class Reject(Exception):
     def __init__(self, status):
         self.status = status
@@ -346,21 +349,27 @@ class Server:
         if n == 0 and not self.ssl and not admission.choose(self.conns, now, False,
                                                             self._free(), self.max_conn):
             # Nothing from this client yet and no place for an idle one: most
-            # likely its request is a round trip behind the connection. Look
-            # again for up to PEEK_MS; at most MAX_PEEK newcomers look at a
-            # time (sockets are scarce), a newer one ends the oldest's wait.
+            # likely its request is a moment or a round trip behind the
+            # connection. Look again for up to PEEK_MS; at most MAX_PEEK
+            # newcomers look at a time (sockets are scarce): a newer one ends
+            # the oldest one's wait, which takes a last look a loop turn later.
             me = asyncio.current_task()
             self.peeking.append(me)
             if len(self.peeking) > MAX_PEEK:
                 self.peeking.pop(0).cancel()
             try:
-                t0 = time.ticks_ms()
-                while n == 0 and time.ticks_diff(time.ticks_ms(), t0) < PEEK_MS:
+                while n == 0 and time.ticks_diff(time.ticks_ms(), now) < PEEK_MS:
                     # at once a few times (localhost, a wired LAN), then calmly
-                    await asyncio.sleep_ms(0 if time.ticks_diff(time.ticks_ms(), t0) < 5 else 10)
+                    await asyncio.sleep_ms(0 if time.ticks_diff(time.ticks_ms(), now) < 5 else 10)
                     n = self._peek_now(writer)
             except asyncio.CancelledError:
-                # a newer newcomer took its place: a last look before giving up
+                # a newer newcomer took its place (or the server closes): a
+                # last look a loop turn later (its request may be just behind)
+                if not self.closed:
+                    try:
+                        await asyncio.sleep_ms(0)
+                    except asyncio.CancelledError:
+                        pass
                 n = self._peek_now(writer) or -2
             finally:
                 if me in self.peeking:
@@ -368,16 +377,17 @@ class Server:
             now = time.ticks_ms()
         # (no await from here until the peeked bytes are copied)
         d = None
-        if not self.closed and n >= 0 and memory.room():
+        if not self.closed and n >= 0 and not memory.room():
+            n = -3
+        if not self.closed and n >= 0:
             # (TLS: the request comes after the handshake; judged as if it were there)
             d = admission.choose(self.conns, now, n > 0 or bool(self.ssl), self._free(),
                                  self.max_conn)
         if d is None:
             self.stats["refused"] += 1
-            # why: a newer newcomer ended its wait / request there but all busy /
-            # nothing sent / closed
-            k = "r_displaced" if n == -2 else ("r_busy" if n > 0 else ("r_idle" if n == 0
-                                                                      else "r_closed"))
+            # why: request there but no slot for it / nothing sent / closed /
+            # a newer newcomer ended its wait / short of heap
+            k = _WHY.get(n, "r_busy")
             self.stats[k] = self.stats.get(k, 0) + 1
             _refuse(writer)
             return
