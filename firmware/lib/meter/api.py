@@ -78,8 +78,9 @@ class Api:
         """Pairing needs someone at the device: the Web Admin window is open."""
         return self.app.web.active()
 
-    def pair_allowed(self):
-        """Take one from the bucket; 0 if allowed, else seconds to wait."""
+    def pair_allowed(self, take=True):
+        """Take one from the bucket (take=False: only look); 0 if allowed,
+        else seconds to wait."""
         now = time.ticks_ms()
         gained = time.ticks_diff(now, self._bucket_at) // PAIR_REFILL_MS
         if gained:
@@ -89,7 +90,8 @@ class Api:
             self._bucket_at = now
         if self._bucket <= 0:
             return max(1, (PAIR_REFILL_MS - time.ticks_diff(now, self._bucket_at)) // 1000 + 1)
-        self._bucket -= 1
+        if take:
+            self._bucket -= 1
         return 0
 
     # -- the service ----------------------------------------------------------------

@@ -90,8 +90,14 @@ def build(api):
             api.app.audit.refused("api", "token-request", "window closed, from %s" % ip)
             return _err(403, "pairing is possible only while the Web Admin is open: enable it "
                         "at the device (Settings > Communication > Web Admin)")
-        # A malformed request is refused before the rate limit is asked, so
-        # that it uses up nothing of the budget real apps pair with.
+        # A malformed request is refused before the rate limit takes one, so
+        # that it uses up nothing of the budget real apps pair with (an empty
+        # budget is answered first: a flood costs no parsing).
+        wait = api.pair_allowed(take=False)
+        if wait:
+            api.app.audit.refused("api", "token-request", "rate limit, from %s" % ip)
+            return _err(429, "too many pairing requests; try again in %d s" % wait,
+                        {"Retry-After": str(wait)})
         if not (req.content_type or "").startswith("application/json"):
             # (also what keeps a cross-site form or text/plain POST out)
             api.app.audit.refused("api", "token-request", "not JSON, from %s" % ip)
@@ -108,11 +114,7 @@ def build(api):
         except TokenError as e:
             api.app.audit.refused("api", "token-request", "%s, from %s" % (str(e)[:40], ip))
             return _err(e.status, str(e))
-        wait = api.pair_allowed()
-        if wait:
-            api.app.audit.refused("api", "token-request", "rate limit, from %s" % ip)
-            return _err(429, "too many pairing requests; try again in %d s" % wait,
-                        {"Retry-After": str(wait)})
+        api.pair_allowed()  # takes one (there is one: no await since the look)
         store = api.store()
         try:
             token, t = store.request(body.get("name"), ip)
