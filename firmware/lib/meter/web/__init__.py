@@ -18,8 +18,8 @@ SERVICE_KEY = "web.allowed"
 # Loaded per window, dropped after it.
 MODULES = ("meter.web.admin", "meter.web.server", "meter.web.pages", "meter.web.assets",
            "meter.web.auth", "meter.passwd", "microdot", "microdot.microdot",
-           "microdot.helpers", "meter.web.tokens", "meter.web.admission", "meter.web.login",
-           "meter.web.presence", "hmac", "warnings")
+           "microdot.helpers", "meter.web.tokens", "meter.web.admission", "meter.web.wire",
+           "meter.web.login", "meter.web.presence", "hmac", "warnings")
 # (hmac and warnings: micropython-lib's hmac, loaded by the window's session
 # and CSRF MACs; the uplink's TOTP loads it again when it needs it. Not
 # meter.lock: app.lock keeps its object, whose LockError must stay the class

@@ -37,11 +37,13 @@ import asyncio
 import time
 
 from microdot import Request, Response
-from microdot.microdot import NoCaseDict
 
 from meter import log, memory
 from meter.web import admission
 from meter.web.admission import MAX_PEEK, PEEK_MS
+# (BUF, MAX_HEAD, parse_head, peer_ip: the tests name them through server)
+from meter.web.wire import (BUF, BUSY, MAX_BODY, MAX_HEAD, READ, REASONS, Out,  # noqa: F401
+                            Reject, error_bytes, parse_head, peer_ip, read_head, refuse, send_now)
 
 
 def _print_exception(exc):
@@ -68,18 +70,11 @@ HEAD_MS = 5000
 BODY_MS = 5000
 HANDLER_MS = 20000
 WRITE_MS = 10000
-MAX_HEAD = 1280
-MAX_HEADERS = 32
-MAX_URL = 512
-MAX_BODY = 1024
-READ = 512  # bytes read at a time
-BUF = MAX_HEAD + 4 + MAX_BODY  # one request: memory.NET_BUF
 # Request buffers come from memory.net_buffers(), shared by every server
 # that is open (the Web Admin and the local API), allocated at start-up and
 # never freed. There are fewer than both servers' MAX_CONN added up (5 + 2):
 # when none is left a newcomer is refused with 503, as by a full server.
 MAX_HANDLERS = 2
-METHODS = ("GET", "HEAD", "POST")
 # What a newcomer has sent already, read here and copied into its request
 # buffer before the next await: one for every server.
 _PEEK = bytearray(READ)
@@ -101,34 +96,7 @@ SECURITY_HEADERS = (
     ("Connection", "close"),
 )
 
-_REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-            408: "Request Timeout", 411: "Length Required", 413: "Payload Too Large",
-            414: "URI Too Long", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
-            500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
-            505: "HTTP Version Not Supported"}
-
-BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
-        b"Retry-After: 1\r\nConnection: close\r\n\r\nbusy\n")
-
-
 _WHY = {0: "r_idle", -1: "r_closed", -2: "r_displaced", -3: "r_memory"}
-
-
-class Reject(Exception):
-    def __init__(self, status):
-        self.status = status
-
-
-def peer_ip(addr):
-    """Client IP as text: the unix port gives a raw sockaddr, the ESP32 a tuple."""
-    if isinstance(addr, (tuple, list)):
-        return str(addr[0])
-    try:
-        if len(addr) >= 8 and addr[0] == 2:  # AF_INET sockaddr_in
-            return "%d.%d.%d.%d" % (addr[4], addr[5], addr[6], addr[7])
-    except TypeError:
-        pass
-    return "?"
 
 
 class Conn:
@@ -144,53 +112,6 @@ class Conn:
     def set(self, phase, ms):
         self.phase = phase
         self.deadline = time.ticks_add(time.ticks_ms(), ms)
-
-
-def parse_head(head):
-    """(method, url, version, headers) from the request head (bytes-like,
-    without the blank line), or raise Reject with the status to answer."""
-    try:
-        text = str(head, "utf-8")
-    except UnicodeError:
-        raise Reject(400)
-    lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3:
-        raise Reject(400)
-    method, url, version = parts
-    if not method or not method.isalpha() or not method.isupper():
-        raise Reject(400)
-    if version not in ("HTTP/1.0", "HTTP/1.1"):
-        raise Reject(505 if version.startswith("HTTP/") else 400)
-    if method not in METHODS:
-        raise Reject(405)
-    if len(url) > MAX_URL:
-        raise Reject(414)
-    if not url.startswith("/"):
-        raise Reject(400)
-    for c in url:
-        if not "!" <= c <= "~":
-            raise Reject(400)
-    if len(lines) - 1 > MAX_HEADERS:
-        raise Reject(431)
-    headers = NoCaseDict()
-    for line in lines[1:]:
-        i = line.find(":")
-        if i <= 0:
-            raise Reject(400)
-        name = line[:i]
-        if " " in name or "\t" in name or len(name) > 64:
-            raise Reject(400)
-        value = line[i + 1:].strip()
-        for c in value:
-            if c < " " and c != "\t":
-                raise Reject(400)
-        if name in headers:
-            if name.lower() in ("content-length", "host", "cookie", "origin", "transfer-encoding"):
-                raise Reject(400)  # ambiguous: smuggling or confusion
-            continue
-        headers[name] = value
-    return method, url, version[5:], headers
 
 
 def host_ok(host):
@@ -389,7 +310,7 @@ class Server:
             # a newer newcomer ended its wait / short of heap
             k = _WHY.get(n, "r_busy")
             self.stats[k] = self.stats.get(k, 0) + 1
-            _refuse(writer)
+            refuse(writer)
             return
         if d is not True:
             self._evict(d)
@@ -422,7 +343,7 @@ class Server:
 
     async def _serve(self, conn, reader, writer, buf):
         try:
-            end = await _read_head(reader, conn, buf)
+            end = await read_head(reader, conn, buf)
             if end is None:
                 return  # closed without a request
             hlen, start = end
@@ -452,7 +373,7 @@ class Server:
             # answered with one non-blocking send: a bad request never holds
             # a slot while its answer drains
             self.stats["rejected"] += 1
-            _send_now(writer, _error_bytes(r.status))
+            send_now(writer, error_bytes(r.status))
             return
         # At most MAX_HANDLERS requests are handled and answered at once: the
         # pages' memory is bounded whatever the number of clients.
@@ -467,7 +388,7 @@ class Server:
                               stream=None, sock=(reader, writer), scheme=self.scheme)
             except (ValueError, UnicodeError, IndexError):  # e.g. a bad %-escape in the query
                 self.stats["rejected"] += 1
-                _send_now(writer, _error_bytes(400))
+                send_now(writer, error_bytes(400))
                 return
             req.g.conn = conn
             req.g.server = self
@@ -491,12 +412,12 @@ class Server:
         for k, v in SECURITY_HEADERS:
             if k not in h:
                 h[k] = v
-        if res.status_code in _REASONS and res.reason is None:
-            res.reason = _REASONS[res.status_code]
+        if res.status_code in REASONS and res.reason is None:
+            res.reason = REASONS[res.status_code]
         # The request has been parsed out of buf: its bytes are the
         # response's send buffer now (no allocation per response). An event
         # stream is sent event by event; anything else in buffer-sized sends.
-        out = _Out(writer, buf, getattr(res.body, "__anext__", None) is not None)
+        out = Out(writer, buf, getattr(res.body, "__anext__", None) is not None)
         try:
             await res.write(out)
             await out.aclose()
@@ -506,100 +427,8 @@ class Server:
             # way it is counted, and the connection closes.
             memory.failed()
             if not out.sent:
-                _send_now(writer, BUSY)
+                send_now(writer, BUSY)
             log.warn("web: out of memory answering %d" % res.status_code)
-
-
-class _Out:
-    """microdot writes the status line, every header and every body chunk
-    with its own awrite(). This gathers them into the connection's buffer
-    and sends it when full, so a page sent in many small pieces (pages.py
-    streams its parts) goes out in few sends and is never one big string.
-    live=True (event streams): the head and each event are sent at once."""
-
-    def __init__(self, writer, buf, live):
-        self.w = writer
-        self.buf = buf
-        self.n = 0
-        self.live = live
-        self.body = False
-        self.sent = False
-
-    async def awrite(self, data):
-        n, buf = self.n, self.buf
-        k = len(data)
-        if n + k > len(buf):
-            await self._flush()
-            n = 0
-        if k > len(buf):
-            self.sent = True
-            self.w.write(data)
-            await self.w.drain()
-        else:
-            buf[n:n + k] = data
-            self.n = n + k
-            if self.live and (self.body or data == b"\r\n"):
-                self.body = True  # the head is complete: send it, then each event
-                await self._flush()
-
-    async def _flush(self):
-        if self.n:
-            self.sent = True
-            self.w.write(memoryview(self.buf)[:self.n])
-            self.n = 0
-            await self.w.drain()
-
-    async def aclose(self):
-        await self._flush()
-
-
-async def _read_head(reader, conn, buf):
-    """Reads the request head into buf (conn.got bytes are there already).
-    Returns (length of the head, where the body starts), or None if the
-    client closed first; Reject(431) if the head does not fit MAX_HEAD."""
-    mv = memoryview(buf)
-    limit = MAX_HEAD + 4
-    seen = 0
-    while True:
-        got = conn.got
-        if got:
-            i = buf.find(b"\r\n\r\n", max(0, seen - 3), got)
-            if i >= 0:
-                return i, i + 4
-            i = buf.find(b"\n\n", max(0, seen - 1), got)
-            if i >= 0:
-                return i, i + 2
-            if got >= limit:
-                raise Reject(431)
-            seen = got
-        k = await reader.readinto(mv[got:min(got + READ, limit)])
-        if k is None:
-            continue  # woken without data
-        if not k:
-            if got:
-                raise Reject(400)
-            return None
-        conn.got = got + k
-
-
-def _error_bytes(status):
-    text = _REASONS.get(status, "error")
-    return ("HTTP/1.0 %d %s\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Length: %d\r\n"
-            "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close"
-            "\r\n\r\n%s\n" % (status, text, len(text) + 1, text)).encode()
-
-
-def _send_now(writer, data):
-    """One non-blocking send (whatever fits), then close: never waits."""
-    s = writer.s
-    try:
-        s.write(data)
-    except Exception:
-        pass
-    try:
-        s.close()
-    except Exception:
-        pass
 
 
 async def _no_memory(req, exc):
@@ -607,8 +436,3 @@ async def _no_memory(req, exc):
     log.warn("web: out of memory in %s" % req.path)
     return Response("busy, try again\n", 503, {"Content-Type": "text/plain; charset=UTF-8",
                                                 "Retry-After": "2"})
-
-
-def _refuse(writer):
-    """Answer 503 without waiting, close."""
-    _send_now(writer, BUSY)

@@ -1,0 +1,184 @@
+"""What goes over the wire for meter.web.server: the request head parsed
+under limits, the head read into a request buffer without ever growing it,
+responses gathered into that buffer, and the one-send answers for requests
+that are refused or malformed. No sockets of its own, no state."""
+
+from microdot.microdot import NoCaseDict
+
+MAX_HEAD = 1280
+MAX_HEADERS = 32
+MAX_URL = 512
+MAX_BODY = 1024
+READ = 512  # bytes read at a time
+BUF = MAX_HEAD + 4 + MAX_BODY  # one request: memory.NET_BUF
+METHODS = ("GET", "HEAD", "POST")
+
+REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+            408: "Request Timeout", 411: "Length Required", 413: "Payload Too Large",
+            414: "URI Too Long", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+            500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
+            505: "HTTP Version Not Supported"}
+
+BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+        b"Retry-After: 1\r\nConnection: close\r\n\r\nbusy\n")
+
+
+class Reject(Exception):
+    def __init__(self, status):
+        self.status = status
+
+
+def peer_ip(addr):
+    """Client IP as text: the unix port gives a raw sockaddr, the ESP32 a tuple."""
+    if isinstance(addr, (tuple, list)):
+        return str(addr[0])
+    try:
+        if len(addr) >= 8 and addr[0] == 2:  # AF_INET sockaddr_in
+            return "%d.%d.%d.%d" % (addr[4], addr[5], addr[6], addr[7])
+    except TypeError:
+        pass
+    return "?"
+
+
+def parse_head(head):
+    """(method, url, version, headers) from the request head (bytes-like,
+    without the blank line), or raise Reject with the status to answer."""
+    try:
+        text = str(head, "utf-8")
+    except UnicodeError:
+        raise Reject(400)
+    lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3:
+        raise Reject(400)
+    method, url, version = parts
+    if not method or not method.isalpha() or not method.isupper():
+        raise Reject(400)
+    if version not in ("HTTP/1.0", "HTTP/1.1"):
+        raise Reject(505 if version.startswith("HTTP/") else 400)
+    if method not in METHODS:
+        raise Reject(405)
+    if len(url) > MAX_URL:
+        raise Reject(414)
+    if not url.startswith("/"):
+        raise Reject(400)
+    for c in url:
+        if not "!" <= c <= "~":
+            raise Reject(400)
+    if len(lines) - 1 > MAX_HEADERS:
+        raise Reject(431)
+    headers = NoCaseDict()
+    for line in lines[1:]:
+        i = line.find(":")
+        if i <= 0:
+            raise Reject(400)
+        name = line[:i]
+        if " " in name or "\t" in name or len(name) > 64:
+            raise Reject(400)
+        value = line[i + 1:].strip()
+        for c in value:
+            if c < " " and c != "\t":
+                raise Reject(400)
+        if name in headers:
+            if name.lower() in ("content-length", "host", "cookie", "origin", "transfer-encoding"):
+                raise Reject(400)  # ambiguous: smuggling or confusion
+            continue
+        headers[name] = value
+    return method, url, version[5:], headers
+
+
+class Out:
+    """microdot writes the status line, every header and every body chunk
+    with its own awrite(). This gathers them into the connection's buffer
+    and sends it when full, so a page sent in many small pieces (pages.py
+    streams its parts) goes out in few sends and is never one big string.
+    live=True (event streams): the head and each event are sent at once."""
+
+    def __init__(self, writer, buf, live):
+        self.w = writer
+        self.buf = buf
+        self.n = 0
+        self.live = live
+        self.body = False
+        self.sent = False
+
+    async def awrite(self, data):
+        n, buf = self.n, self.buf
+        k = len(data)
+        if n + k > len(buf):
+            await self._flush()
+            n = 0
+        if k > len(buf):
+            self.sent = True
+            self.w.write(data)
+            await self.w.drain()
+        else:
+            buf[n:n + k] = data
+            self.n = n + k
+            if self.live and (self.body or data == b"\r\n"):
+                self.body = True  # the head is complete: send it, then each event
+                await self._flush()
+
+    async def _flush(self):
+        if self.n:
+            self.sent = True
+            self.w.write(memoryview(self.buf)[:self.n])
+            self.n = 0
+            await self.w.drain()
+
+    async def aclose(self):
+        await self._flush()
+
+
+async def read_head(reader, conn, buf):
+    """Reads the request head into buf (conn.got bytes are there already).
+    Returns (length of the head, where the body starts), or None if the
+    client closed first; Reject(431) if the head does not fit MAX_HEAD."""
+    mv = memoryview(buf)
+    limit = MAX_HEAD + 4
+    seen = 0
+    while True:
+        got = conn.got
+        if got:
+            i = buf.find(b"\r\n\r\n", max(0, seen - 3), got)
+            if i >= 0:
+                return i, i + 4
+            i = buf.find(b"\n\n", max(0, seen - 1), got)
+            if i >= 0:
+                return i, i + 2
+            if got >= limit:
+                raise Reject(431)
+            seen = got
+        k = await reader.readinto(mv[got:min(got + READ, limit)])
+        if k is None:
+            continue  # woken without data
+        if not k:
+            if got:
+                raise Reject(400)
+            return None
+        conn.got = got + k
+
+
+def error_bytes(status):
+    text = REASONS.get(status, "error")
+    return ("HTTP/1.0 %d %s\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Length: %d\r\n"
+            "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close"
+            "\r\n\r\n%s\n" % (status, text, len(text) + 1, text)).encode()
+
+
+def send_now(writer, data):
+    """One non-blocking send (whatever fits), then close: never waits."""
+    s = writer.s
+    try:
+        s.write(data)
+    except Exception:
+        pass
+    try:
+        s.close()
+    except Exception:
+        pass
+
+
+def refuse(writer):
+    """Answer 503 without waiting, close."""
+    send_now(writer, BUSY)
