@@ -298,12 +298,14 @@ class Server:
             now = time.ticks_ms()
         # (no await from here until the peeked bytes are copied)
         d = None
-        if not self.closed and n >= 0 and not memory.room():
-            n = -3
         if not self.closed and n >= 0:
             # (TLS: the request comes after the handshake; judged as if it were there)
             d = admission.choose(self.conns, now, n > 0 or bool(self.ssl), self._free(),
                                  self.max_conn)
+            # the heap is asked only for one that would get a slot: room() may
+            # collect, which a flood of refused newcomers must not cause each time
+            if d is not None and not memory.room():
+                d, n = None, -3
         if d is None:
             self.stats["refused"] += 1
             # why: request there but no slot for it / nothing sent / closed /
