@@ -68,12 +68,19 @@ class WebClient:
             raise AssertionError("no CSRF field on %s (HTTP %d):\n%s" % (path, r.status, text[:800]))
         return m.group(1)
 
-    def login(self, password=ADMIN_PASSWORD, first=False):
+    def login(self, password=ADMIN_PASSWORD, first=False, sim=None):
         """Log in. first: a new device, whose default password must be
-        replaced at the first login (the forced change), then log in again."""
+        replaced at the first login (the forced change), then log in again;
+        that login also needs the code on the display (read from `sim`)."""
         if first:
-            self.call("POST", "/login", {"csrf": self.csrf("/login"), "user": "admin",
-                                         "password": "admin"})
+            form = {"csrf": self.csrf("/login"), "user": "admin", "password": "admin"}
+            r, text = self.call("POST", "/login", form)
+            if 'name="code"' in text:
+                if sim is None:
+                    raise AssertionError("the first login needs the code on the display: "
+                                         "pass sim")
+                form = dict(form, csrf=self.csrf("/login"), code=sim.login_code())
+                self.call("POST", "/login", form)
             self.call("POST", "/password", {"csrf": self.csrf("/password"), "new": password,
                                             "repeat": password})
             self.jar.pop("sid", None)
@@ -173,7 +180,7 @@ class AllServices:
             raise AssertionError("web window refused: %s" % self.sim.cmd("web"))
         wait_port(self.web_port)
         wait_port(self.api_port)
-        self.web = WebClient(self.web_port).login(first=True)
+        self.web = WebClient(self.web_port).login(first=True, sim=self.sim)
         self.token = pair_token(self.web, self.api_port)
         self.loops = [Loop("stream", self._stream), Loop("pages", self._pages, self.page_pause)]
         for t in self.loops:

@@ -139,6 +139,17 @@ class Sim:
     def screen(self):
         return self.cmd("screen")["lines"]
 
+    def login_code(self, timeout=10):
+        """The Web Admin's one-time login code, read off the display (the
+        measurement pages show it while one is valid): what the person at
+        the device types after a login with the default password."""
+        lines = self.wait_for(lambda: (lambda l: l if l[0].strip() == "WEB LOGIN CODE" else None)(
+            self.screen()), timeout, "the login code on the display")
+        code = lines[2].strip()
+        if not (len(code) == 6 and code.isdigit()):
+            raise AssertionError("no login code on the display: %s" % lines)
+        return code
+
     def wait_for(self, pred, timeout=10, what="condition"):
         end = time.time() + timeout
         while True:

@@ -79,7 +79,7 @@ def test_all_services_at_once_within_the_budget(tmp_path):
 def _window(sim, port, first):
     assert sim.cmd("web", "on") == {"error": None}
     wait_port(port)
-    web = WebClient(port).login(first=first)
+    web = WebClient(port).login(first=first, sim=sim)
     for path in loadrig.PAGES:
         r, text = web.call("GET", path)
         assert r.status == 200, (path, r.status, text[:300])
@@ -116,7 +116,7 @@ def test_security_and_tokens_pages_after_pairing(tmp_path):
         assert sim.cmd("web", "on") == {"error": None}
         wait_port(web_port)
         wait_port(api_port)
-        web = WebClient(web_port).login(first=True)
+        web = WebClient(web_port).login(first=True, sim=sim)
         tokens = [pair_token(web, api_port, "app %d" % i) for i in range(3)]
         assert len(set(tokens)) == 3
         for _ in range(10):
@@ -138,7 +138,7 @@ def test_a_short_heap_is_answered_503_not_a_broken_page(tmp_path):
         sim.wait_screen("POWER W")
         assert sim.cmd("web", "on") == {"error": None}
         wait_port(port)
-        web = WebClient(port).login(first=True)
+        web = WebClient(port).login(first=True, sim=sim)
         for _ in range(5):  # hold all but a few KB (pieces leave holes: repeat)
             free = sim.cmd("mem")["free"]
             if free < 8 * 1024:

@@ -277,7 +277,7 @@ def bench_web(quick):
             sim.wait_screen("POWER W")
             assert sim.cmd("web", "on") == {"error": None}
             _wait_port(port)
-            cookie = _web_login(port)
+            cookie = _web_login(port, sim)
             _load(port, "/api/live", 1, 4, cookie)  # warm-up
             sim.cmd("lateness-reset")
             out["api_live"] = _load(port, "/api/live", seconds, 4, cookie)
@@ -317,7 +317,7 @@ def bench_web(quick):
             for _ in range(2):
                 sim.cmd("web", "on")
                 _wait_port(port)
-                cookie = _web_login(port) if not windows else cookie
+                cookie = _web_login(port, sim) if not windows else cookie
                 _load(port, "/api/live", 1, 4, cookie)
                 during = sim.cmd("web")["heap_used"]
                 sim.cmd("web", "off")
@@ -364,7 +364,7 @@ def bench_api(quick):
             # pair: the Web Admin window open, the app asks, the admin confirms
             sim.cmd("web", "on")
             _wait_port(web_port)
-            token = _api_pair(web_port, api_port)
+            token = _api_pair(web_port, api_port, sim)
             sim.cmd("web", "off")
             sim.wait_for(lambda: not sim.cmd("web")["active"] and not sim.cmd("web")["closing"],
                          what="window closed")
@@ -391,7 +391,7 @@ def bench_api(quick):
     return out
 
 
-def _api_pair(web_port, api_port):
+def _api_pair(web_port, api_port, sim):
     """Pair an app token and confirm it as the admin would; returns it."""
     import http.client
     import re
@@ -402,7 +402,7 @@ def _api_pair(web_port, api_port):
               headers={"Content-Type": "application/json"})
     r = json.loads(c.getresponse().read())
     c.close()
-    cookie = _web_login(web_port)
+    cookie = _web_login(web_port, sim)
     h = {"Host": "127.0.0.1:%d" % web_port, "Cookie": cookie,
          "Origin": "http://127.0.0.1:%d" % web_port}
     c = http.client.HTTPConnection("127.0.0.1", web_port, timeout=10)
@@ -418,8 +418,9 @@ def _api_pair(web_port, api_port):
     return r["token"]
 
 
-def _web_login(port, password="bench-pass-2026"):
-    """Log in (setting the first password); returns the session cookie."""
+def _web_login(port, sim, password="bench-pass-2026"):
+    """Log in (setting the first password, with the code the display then
+    shows); returns the session cookie."""
     import http.client
     import re
     import urllib.parse
@@ -446,6 +447,8 @@ def _web_login(port, password="bench-pass-2026"):
         return re.search(r'name="csrf" value="([0-9a-f]+)"', call("GET", path)[1]).group(1)
 
     call("POST", "/login", {"csrf": token("/login"), "user": "admin", "password": "admin"})
+    call("POST", "/login", {"csrf": token("/login"), "user": "admin", "password": "admin",
+                            "code": sim.login_code()})
     call("POST", "/password", {"csrf": token("/password"), "new": password, "repeat": password})
     jar.pop("sid", None)
     call("POST", "/login", {"csrf": token("/login"), "user": "admin", "password": password})

@@ -71,7 +71,7 @@ def _web(r):
     sim = r.boot("--web-port", str(port))
     assert sim.cmd("web", "on") == {"error": None}
     wait_port(port)
-    web = WebClient(port).login(first=True)
+    web = WebClient(port).login(first=True, sim=sim)
 
     def pages():
         for path in loadrig.PAGES + ("/api/live",):
@@ -90,7 +90,7 @@ def _api(r):
     assert sim.cmd("web", "on") == {"error": None}
     wait_port(wp)
     wait_port(ap)
-    token = pair_token(WebClient(wp).login(first=True), ap)
+    token = pair_token(WebClient(wp).login(first=True, sim=sim), ap)
     sim.cmd("web", "off")
     r.loops = [Loop("stream", lambda: _stream(ap, token, r.loops[0]))]
     r.loops[0].start()
