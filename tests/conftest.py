@@ -27,6 +27,8 @@ HEAVY = (
     "test_powercut.py",
     "test_api.py::test_thousands_of_pairing_requests_and_bad_tokens_keep_metering",
     "test_ota_sim.py::test_power_cuts_through_the_simulator_boot_old_or_new",
+    # (a client posting logins as fast as they are answered)
+    "test_web_lan.py::test_a_client_polling_the_default_password_during_a_reset_gets_no_session",
 )
 # Long but light (one simulator, about a tenth of a core): tools/dev.py test
 # runs these in a lane of their own beside both phases.
