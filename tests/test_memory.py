@@ -51,11 +51,15 @@ def test_all_services_at_once_within_the_budget(tmp_path):
         rig.start()
         sim = rig.sim
         published0 = sim.state_()["mqtt"]["published"]
-        end = time.time() + ALL_S
+        # the Web Admin window rig.start() opened ends 10 minutes after it
+        # opened (the first login, with the code read off the display, takes
+        # a few seconds of that): sampling stops before it
+        span = min(ALL_S, sim.cmd("web")["remaining_s"] - 2 * SAMPLE_S)
+        end = time.time() + span
         while time.time() < end:
             m = sim.cmd("mem")
             st = sim.state_()
-            samples.append((round(time.time() - end + ALL_S), m["used"], m["largest_free"]))
+            samples.append((round(time.time() - end + span), m["used"], m["largest_free"]))
             report = "samples %s\nclients %s\nbad pages %s\nstate %s\nlog:\n%s" % (
                 samples[-5:], rig.report(), rig.bad_pages[:3], st, sim.output()[-2500:])
             assert m["largest_free"] >= LARGEST_FREE_FLOOR, report
@@ -66,8 +70,8 @@ def test_all_services_at_once_within_the_budget(tmp_path):
             assert all(t.is_alive() and t.errors == 0 for t in rig.loops), report
             time.sleep(SAMPLE_S)
         st = sim.state_()
-        assert st["mqtt"]["published"] - published0 >= ALL_S // 2, st["mqtt"]
-        assert rig.loops[1].runs >= ALL_S // 10, rig.report()
+        assert st["mqtt"]["published"] - published0 >= span // 2, st["mqtt"]
+        assert rig.loops[1].runs >= span // 10, rig.report()
         print("heap used min/max %d/%d, largest free min %d over %d samples" % (
             min(s[1] for s in samples), max(s[1] for s in samples),
             min(s[2] for s in samples), len(samples)))
