@@ -40,7 +40,7 @@ def test_a_client_polling_the_default_password_during_a_reset_gets_no_session(tm
         open_settings(s)
         s.select("Security")
         s.select("Reset Web Pass")
-        s.wait_screen("RESET WEB PASS?")
+        s.wait_screen("PASSWORD?")  # RESET WEB ADMIN PASSWORD?
         s.tap("down")
         s.tap("ok")
         s.wait_screen("WEB PASS RESET")
