@@ -30,7 +30,7 @@ PAGES = (("dashboard", "/"), ("energy", "/energy"), ("network", "/network"),
 PASSWORD = "screenshots-only"
 
 
-def shoot(base, out, shots):
+def shoot(base, out, shots, sim):
     from playwright.sync_api import sync_playwright
 
     password = "admin"  # the default, replaced at the first login
@@ -52,6 +52,12 @@ def shoot(base, out, shots):
                 pg.fill("input[name=password]", password)
                 pg.click("#login")
                 pg.wait_for_load_state()
+                if pg.query_selector("#need-code"):  # the default password: the display's code
+                    snap("login-code")
+                    pg.fill("input[name=password]", password)
+                    pg.fill("input[name=code]", sim.login_code())
+                    pg.click("#login")
+                    pg.wait_for_load_state()
                 if pg.url.endswith("/password"):  # the first login: the forced change
                     snap("password-forced")
                     pg.fill("input[name=new]", PASSWORD)
@@ -84,7 +90,7 @@ def main(argv):
             if err.get("error"):
                 raise SystemExit("web admin did not open: %s" % err["error"])
             sim.wait_for(lambda: sim.cmd("web")["listening"], what="web listening")
-            shoot("http://127.0.0.1:%d" % port, out, shots)
+            shoot("http://127.0.0.1:%d" % port, out, shots, sim)
             sim.quit()
     finally:
         shutil.rmtree(d, ignore_errors=True)
