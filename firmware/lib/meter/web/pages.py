@@ -284,7 +284,7 @@ def build(ctl):
         if verdict == "code":
             return login_page(req, note("warn", "The password is the factory default: to prove "
                                         "that you are at the device, also type the code now "
-                                        "shown on its display.", "need-code"), 401, code=True)
+                                        "shown on its display.", "need-code"), code=True)
         if verdict == "badcode":
             return login_page(req, note("err", "Wrong code. You can try again in %d s." % wait),
                               401, retry=wait, code=True)
