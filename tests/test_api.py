@@ -6,7 +6,7 @@ header injection, thousands of pairing requests) that is refused clearly,
 stores nothing and leaves metering on time. The browser half (an admin
 confirming and revoking in Chromium) is test_api_browser.py.
 
-One simulator for the module's ordered tests (test.token_pending_s = 6)."""
+A simulator per test, the password already set (test.token_pending_s = 6)."""
 
 import http.client
 import json
@@ -19,7 +19,8 @@ import time
 import pytest
 
 from simctl import configure, free_port
-from test_web import Client, boot, port_refuses, raw, set_first_password, status_of, web_on
+from test_web import (NEW_PASS, Client, boot, pbkdf2, port_refuses, raw, set_first_password,
+                      status_of, web_on)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PENDING_S = 6
@@ -223,31 +224,61 @@ def test_off_by_default_and_switching_the_service_off_closes_the_port(tmp_path):
             s.kill()
 
 
-# -- one simulator for the rest, in file order ------------------------------------------
+# -- a simulator per test: pairing has one rate budget per device, which one
+# test's requests must not spend for the next ------------------------------------------
 
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    s = boot_api(tmp_path_factory.mktemp("api") / "dev", pending_s=PENDING_S)
+@pytest.fixture
+def sim(tmp_path):
+    state = tmp_path / "dev"
+    configure(state, **{"web.pass": pbkdf2(NEW_PASS)})  # the first-use flow is test_web's
+    s = boot_api(state, pending_s=PENDING_S)
     s.wait_screen("POWER W")
     yield s
     if s.proc.poll() is None:
         s.kill()
 
 
-@pytest.fixture(scope="module")
+def admin_login(sim):
+    """A logged-in admin client, the Web Admin window open."""
+    if not sim.cmd("web")["listening"]:
+        web_on(sim)
+    c = Client(sim.web_port)
+    c.login_ok(NEW_PASS)
+    return c
+
+
+@pytest.fixture
 def admin(sim):
-    web_on(sim)
-    return set_first_password(sim)
+    return admin_login(sim)
+
+
+def confirmed_app(sim, name):
+    """An app with a token the admin has confirmed."""
+    c = admin_login(sim)
+    app = App(sim.api_port)
+    r = app.pair(name)
+    assert r.status == 201, (r.status, r.data)
+    assert admin_act(c, "confirm", app.id).status == 200
+    return app
+
+
+def window_closed(sim):
+    if sim.cmd("web")["active"]:
+        sim.cmd("web", "off")
+    sim.wait_for(lambda: not (lambda w: w["active"] or w["closing"])(sim.cmd("web")),
+                 what="the Web Admin window closed")
 
 
 def test_pairing_is_refused_while_the_web_admin_window_is_closed(sim):
-    assert sim.cmd("web")["active"] is False
+    window_closed(sim)
+    before = tokens(sim), sim.cmd("api", "tokens")["store_writes"]
     r = App(sim.api_port).pair("phone")
     assert r.status == 403 and "only while the Web Admin is open" in r.data["error"]
-    assert tokens(sim) == [] and sim.cmd("api", "tokens")["store_writes"] == 0
+    assert (tokens(sim), sim.cmd("api", "tokens")["store_writes"]) == before
 
 
 def test_a_pending_token_does_nothing_and_expires(sim, admin):
+    writes = sim.cmd("api", "tokens")["store_writes"]
     app = App(sim.api_port)
     r = app.pair("Anna's phone")
     assert r.status == 201 and r.data["state"] == "pending"
@@ -263,7 +294,7 @@ def test_a_pending_token_does_nothing_and_expires(sim, admin):
     assert app.get("/api/v1/live").data == {"error": "unknown token"}
     r = admin_act(admin, "confirm", app.id)
     assert r.status == 404 and "expires after %d s" % PENDING_S in r.text
-    assert sim.cmd("api")["store_writes"] == 0  # a pending token is never stored
+    assert sim.cmd("api", "tokens")["store_writes"] == writes  # a pending token is never stored
 
 
 def test_a_confirmed_token_reads_data_and_survives_a_restart(sim, admin):
@@ -290,13 +321,12 @@ def test_a_confirmed_token_reads_data_and_survives_a_restart(sim, admin):
     assert sim.cmd("web")["active"] is False  # a restart closes the window
     assert app.get("/api/v1/live").status == 200  # the token is still valid
     assert pending.get("/api/v1/live").data == {"error": "unknown token"}  # pending ones end
-    sim.admin_token = app
 
 
 def test_bad_tokens_and_header_injection_are_refused_and_nothing_is_stored(sim):
     port = sim.api_port
-    st0 = sim.cmd("api")
-    good = sim.admin_token
+    good = confirmed_app(sim, "good app")
+    st0 = sim.cmd("api", "tokens")
     cases = [
         ({}, "token required"),
         ({"Authorization": "Basic YWRtaW46YWRtaW4="}, "malformed token"),
@@ -333,7 +363,7 @@ def test_bad_tokens_and_header_injection_are_refused_and_nothing_is_stored(sim):
                           token=False)
     assert r.status == 400 and "JSON object" in r.data["error"]
     assert good.get("/api/v1/live").status == 200  # the good token still works
-    st = sim.cmd("api")
+    st = sim.cmd("api", "tokens")
     assert st["store_writes"] == st0["store_writes"]
     assert [t for t in st["tokens"] if t[2] == "pending"] == []
     # refusals reach the audit log rate-limited: one record per kind a minute
@@ -341,12 +371,8 @@ def test_bad_tokens_and_header_injection_are_refused_and_nothing_is_stored(sim):
 
 
 def test_revoked_token_is_refused(sim):
-    web_on(sim)
-    c = Client(sim.web_port)
-    from test_web import NEW_PASS
-
-    c.login_ok(NEW_PASS)
-    app = sim.admin_token
+    app = confirmed_app(sim, "kitchen tablet")
+    c = admin_login(sim)
     assert admin_act(c, "revoke", app.id).status == 200
     r = app.get("/api/v1/live")
     assert r.status == 401 and r.data == {"error": "token revoked"}
@@ -432,9 +458,6 @@ def test_thousands_of_pairing_requests_and_bad_tokens_keep_metering(sim):
     sim.wait_for(lambda: sum(sim.state_()["counters_uwh"].values()) != u0, what="counting")
     assert [round(p) for p in sim.state_()["live"]["p"]] == CONST_P
     # the flood's pending requests are listed for the admin to delete
-    c = Client(sim.web_port)
-    from test_web import NEW_PASS
-
-    c.login_ok(NEW_PASS)
+    c = admin_login(sim)
     pending = len([t for t in tokens(sim) if t[2] == "pending"])
     assert c.get("/tokens").text.count(">flood ") == pending

@@ -2,38 +2,54 @@
 HTTP) asks for a token, an admin confirms it in real Chromium (Debian's,
 driven by Playwright through executable_path), the app reads live data and
 holds a live stream open, the admin revokes the token in the browser, and
-the app is refused, on the open stream too. One simulator, one browser;
-the tests run in file order."""
+the app is refused, on the open stream too. Each test has a simulator and a
+page of its own and makes the token it needs (test_api's helpers)."""
 
 import re
 import time
 
 import pytest
 
-from test_api import App, CONST_P, boot_api, read_events, stream_closed
-from test_web import NEW_PASS, menu_web_enable, port_refuses, to_pages
+from simctl import configure
+from test_api import (App, CONST_P, admin_login, boot_api, confirmed_app, read_events,
+                      stream_closed)
+from test_web import NEW_PASS, menu_web_enable, pbkdf2, port_refuses, to_pages
 from test_web_browser import csp_violations, login
 
 from peers import new_page
 
 
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    s = boot_api(tmp_path_factory.mktemp("apib") / "dev")
+def _boot(state, password=False):
+    if password:
+        configure(state, **{"web.pass": pbkdf2(NEW_PASS)})
+    s = boot_api(state)
     s.wait_screen("POWER W")
+    return s
+
+
+@pytest.fixture
+def sim(tmp_path):
+    """A new meter: no Web Admin password yet."""
+    s = _boot(tmp_path / "dev")
     yield s
     if s.proc.poll() is None:
         s.kill()
 
 
-@pytest.fixture(scope="module")
-def page(browser, sim):
-    pg = new_page(browser, "http://127.0.0.1:%d" % sim.web_port)
-    yield pg
-    pg.context.close()
+@pytest.fixture
+def ready(tmp_path):
+    """A meter whose admin has set the password (NEW_PASS)."""
+    s = _boot(tmp_path / "dev", password=True)
+    yield s
+    if s.proc.poll() is None:
+        s.kill()
 
 
-@pytest.fixture(scope="module")
+def _page(browser, sim):
+    return new_page(browser, "http://127.0.0.1:%d" % sim.web_port)
+
+
+@pytest.fixture
 def app(sim):
     return App(sim.api_port)
 
@@ -44,7 +60,8 @@ def test_pairing_needs_the_window_open(sim, app):
     assert r.status == 403 and "Web Admin" in r.data["error"]
 
 
-def test_request_refused_while_pending_then_confirmed_in_the_browser(sim, page, app):
+def test_request_refused_while_pending_then_confirmed_in_the_browser(sim, browser, app):
+    page = _page(browser, sim)
     menu_web_enable(sim)  # someone at the device opens the Web Admin
     to_pages(sim)
     r = app.pair("Anna's phone <b>")
@@ -75,7 +92,8 @@ def test_request_refused_while_pending_then_confirmed_in_the_browser(sim, page, 
     assert not csp_violations(page), page.problems
 
 
-def test_live_data_read_with_the_token(sim, app):
+def test_live_data_read_with_the_token(ready):
+    app = confirmed_app(ready, "Anna's phone")
     r = app.get("/api/v1/live")
     assert r.status == 200 and [round(p) for p in r.data["p"]] == CONST_P, r.data
     assert r.data["freq"] == 50.0 and r.data["fault"] is None
@@ -85,10 +103,15 @@ def test_live_data_read_with_the_token(sim, app):
     evs = read_events(stream, 2)
     assert [e[0] for e in evs] == ["message", "message"]
     assert [round(p) for p in evs[1][1]["p"]] == CONST_P
-    app.open_stream = stream
 
 
-def test_revoked_in_the_browser_refused_at_once_also_on_the_open_stream(sim, page, app):
+def test_revoked_in_the_browser_refused_at_once_also_on_the_open_stream(ready, browser):
+    sim = ready
+    app = confirmed_app(sim, "Anna's phone")
+    app.open_stream = app.stream()
+    assert read_events(app.open_stream, 1), "the stream sends nothing"
+    page = _page(browser, sim)
+    login(page, NEW_PASS)
     page.goto(page.base + "/tokens")
     page.click("#revoke-" + app.id)
     page.wait_for_load_state()
@@ -118,7 +141,10 @@ def test_revoked_in_the_browser_refused_at_once_also_on_the_open_stream(sim, pag
     assert not csp_violations(page), page.problems
 
 
-def test_tokens_page_shows_the_service_state_and_limits(sim, page):
+def test_tokens_page_shows_the_service_state_and_limits(ready, browser):
+    admin_login(ready)  # the window open
+    page = _page(browser, ready)
+    login(page, NEW_PASS)
     page.goto(page.base + "/tokens")
     assert page.inner_text("#api-state") == "on"
     assert "At most 12 tokens" in page.inner_text("main")

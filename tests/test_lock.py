@@ -10,7 +10,6 @@ settings store's sequence number does not move) and works after unlocking.
 The choke point itself is tested key by key in tests/mpy/test_lock.py.
 """
 
-import hashlib
 import json
 import os
 import random
@@ -24,7 +23,7 @@ from mqttlab import SERIAL, Cloud, MqttSim, provision
 from peers import new_page
 from simctl import configure, free_port
 from test_api import App
-from test_web import NEW_PASS, Client, boot, web_on
+from test_web import NEW_PASS, Client, boot, pbkdf2, web_on
 
 # action: (what it changes, interfaces). "counters" = the energy counters,
 # "tokens" = the app tokens (meter/tokens.py).
@@ -62,13 +61,6 @@ PIN = "1290"
 
 def actions(interface):
     return {a for a, (_, where) in ACTIONS.items() if interface in where}
-
-
-def pbkdf2(password):
-    """A stored Web Admin password, hashed by CPython (passwd.py's format)."""
-    salt = os.urandom(16)
-    d = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 6000)
-    return "pbkdf2-sha256$6000$%s$%s" % (salt.hex(), d.hex())
 
 
 def test_the_list_covers_every_setting_and_command():

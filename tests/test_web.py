@@ -3,6 +3,7 @@ sessions, CSRF, throttling, limits, services, Wi-Fi setup. The browser
 tests (test_web_browser.py) and the attack tests (test_web_attack.py) use
 the helpers here."""
 
+import hashlib
 import http.client
 import os
 import re
@@ -111,6 +112,14 @@ def login_default(sim, c):
     assert r.status == 200 and 'id="need-code"' in r.text and 'name="code"' in r.text, r.text
     assert "sid" not in c.cookies
     return c.login("admin", code=presence_code(sim))
+
+
+def pbkdf2(password=NEW_PASS):
+    """A stored Web Admin password, hashed by CPython (passwd.py's format):
+    for tests that start with the password already set."""
+    salt = os.urandom(16)
+    d = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 6000)
+    return "pbkdf2-sha256$6000$%s$%s" % (salt.hex(), d.hex())
 
 
 def set_first_password(sim, password=NEW_PASS):
