@@ -73,6 +73,7 @@ class App:
         self.lock = ModuleLock(self.settings, self.state_, self.audit)
         self.counters.add([100, 200, 300, 400, 5, 6, 7, 8])
         self.sampler = Sampler()
+        self.ota_rollback = None  # as meter.app.App: set by meter.otastatus.check()
         if secret is not None:
             with open(d + "/totp.secret", "w") as f:
                 f.write(secret)
@@ -276,6 +277,17 @@ def test_b32decode_rfc4648_vectors():
 def unblock(c):
     """Lift the wrong-code block (tested on its own below)."""
     c.totp._blocked_until = time.ticks_ms()
+
+
+def test_status_reports_a_rollback():
+    app = App()
+    c = Commands(app)
+    r = cmd(c, app, {"id": "a", "code": code(0), "cmd": "status"})
+    assert r["ok"] and r["result"]["rollback"] is None, r
+    app.ota_rollback = "0.2.0"  # an update to 0.2.0 did not confirm itself
+    unblock(c)
+    r = cmd(c, app, {"id": "b", "code": code(1), "cmd": "status"})
+    assert r["ok"] and r["result"]["rollback"] == "0.2.0", r
 
 
 def test_valid_code_works_once_and_window_is_one_step():

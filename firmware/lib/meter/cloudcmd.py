@@ -320,6 +320,8 @@ class Commands:
         c = app.counters
         out = {"fw": VERSION, "serial": app.board.serial(), "time": app.board.time(),
                "uplink": self.uplink.status if self.uplink else None,
+               # the version an update rolled back from (meter/otastatus.py), or None
+               "rollback": app.ota_rollback,
                "locked": app.settings.locked,
                "meter": app.sampler.fault or "ok", "counters_status": c.status,
                "generation": c.generation, "counters_uwh": dict(zip(NAMES, c.uwh))}
