@@ -80,7 +80,6 @@ class App:
         return lk
 
     async def run(self):
-        from meter import otastatus
         from meter.ui import Ui
 
         log.info("meter %s on %s, serial %s" % (VERSION, self.board.name, self.board.serial()))
@@ -95,8 +94,8 @@ class App:
 
             self.board.add_command("mem", memory.snapshot)
             self.board.add_command("lateness-reset", lambda a: self.sampler.lateness.clear() or {"ok": True})
-            self.board.add_command("ota", lambda a: otastatus.status(self))
-            self.board.add_command("ota-install", lambda a: otastatus.install_file(self, a))
+            self.board.add_command("ota", lambda a: _otastatus().status(self))
+            self.board.add_command("ota-install", lambda a: _otastatus().install_file(self, a))
         sup = self.sup
         sup.spawn("meter", self.sampler.run, critical=True)
         # Built inside the task: a missing panel must not stop metering.
@@ -106,7 +105,8 @@ class App:
         for name, fn in self.board.services():
             sup.spawn(name, fn)
         # After the tasks: reports a rollback, starts the self-test of a new image.
-        otastatus.check(self)
+        _otastatus().check(self)
+        _release_ota(self.board)
         gc.collect()
         await self._stop.wait()
         sup.cancel_all()
@@ -144,6 +144,25 @@ class App:
 
 
 SERVICE_EXIT = 4  # = meter.service.EXIT_CODE (not imported: that module loads on demand)
+
+
+def _otastatus():
+    from meter import otastatus
+
+    return otastatus
+
+
+# What the start-up check of the app slots loads: about 6 KB that metering,
+# the display and the services never use; an update or a self-test loads
+# them again.
+_OTA_MODULES = ("meter.otastatus", "meter.otadata", "meter.board.otahost")
+
+
+def _release_ota(board):
+    from meter.memory import unload
+
+    board.forget_ota()
+    unload(_OTA_MODULES)
 
 
 def main():

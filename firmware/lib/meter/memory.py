@@ -11,6 +11,7 @@ benchmark and the tests (control command `mem`).
 """
 
 import gc
+import sys
 
 from micropython import const
 
@@ -111,3 +112,20 @@ def snapshot(args=None):
         micropython.mem_info(1)
     return {"free": gc.mem_free(), "used": gc.mem_alloc(), "largest_free": largest_free(),
             "refused": stats["refused"], "errors": stats["errors"]}
+
+
+def unload(names):
+    """Remove modules from sys.modules and from their parent package's
+    attributes, so that nothing keeps them (a later import loads them
+    afresh): the Web Admin's window, the local API and the start-up check of
+    the app slots give their modules back with it."""
+    for name in names:
+        if name in sys.modules:
+            del sys.modules[name]
+        parent, _, attr = name.rpartition(".")
+        pkg = sys.modules.get(parent) if parent else None
+        if pkg is not None and attr in pkg.__dict__:
+            try:
+                delattr(pkg, attr)
+            except (AttributeError, TypeError):
+                pass

@@ -200,6 +200,11 @@ class Esp32Board:
             o = self._ota = _Ota()
         return o
 
+    def forget_ota(self):
+        """Drop the app-slot objects until ota() is asked again (the start-up
+        check is their only user in normal running)."""
+        self._ota = None
+
     def wifi(self):
         w = self._wifi
         if w is None:

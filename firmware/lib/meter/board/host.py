@@ -131,6 +131,11 @@ class HostBoard:
             o = self._ota = HostOta(self.files, delay_us=self.opts["flash_delay_us"])
         return o
 
+    def forget_ota(self):
+        """Drop the app-slot objects until ota() is asked again (the start-up
+        check is their only user in normal running)."""
+        self._ota = None
+
     def wifi(self):
         return self._wifi
 

@@ -12,7 +12,8 @@ loaded on first use.
 
 import asyncio
 import gc
-import sys
+
+from meter.memory import unload  # noqa: F401 (meter.api uses it from here)
 
 SERVICE_KEY = "web.allowed"
 # Loaded per window, dropped after it.
@@ -159,17 +160,3 @@ def _unload():
     unload([m for m in MODULES if m not in KEEP])
 
 
-def unload(names):
-    """Remove modules from sys.modules and from their parent package's
-    attributes, so that nothing keeps them (a later import loads them
-    afresh); the local API uses it too."""
-    for name in names:
-        if name in sys.modules:
-            del sys.modules[name]
-        parent, _, attr = name.rpartition(".")
-        pkg = sys.modules.get(parent) if parent else None
-        if pkg is not None and attr in pkg.__dict__:
-            try:
-                delattr(pkg, attr)
-            except (AttributeError, TypeError):
-                pass
