@@ -19,8 +19,8 @@ import time
 import pytest
 
 from simctl import configure, free_port
-from test_web import (NEW_PASS, Client, boot, pbkdf2, port_refuses, raw, set_first_password,
-                      status_of, web_on)
+from test_web import (NEW_PASS, Client, boot, closed, pbkdf2, port_refuses, raw,
+                      set_first_password, status_of, web_on)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PENDING_S = 6
@@ -265,8 +265,7 @@ def confirmed_app(sim, name):
 def window_closed(sim):
     if sim.cmd("web")["active"]:
         sim.cmd("web", "off")
-    sim.wait_for(lambda: not (lambda w: w["active"] or w["closing"])(sim.cmd("web")),
-                 what="the Web Admin window closed")
+    sim.wait_for(lambda: closed(sim), what="the Web Admin window closed")
 
 
 def test_pairing_is_refused_while_the_web_admin_window_is_closed(sim):
