@@ -39,6 +39,7 @@ import struct
 import time
 
 from meter import log
+from meter.errors import UserError
 
 KIND = 1
 N = 8
@@ -54,8 +55,8 @@ SAVE_MIN_UWH = 1000000  # 1 Wh
 RESET_CONFIRM = "RESET"
 
 
-class CounterError(Exception):
-    pass
+class CounterError(UserError):
+    """A counter reset was refused; str() says why."""
 
 
 class EnergyCounters:

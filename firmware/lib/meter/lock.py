@@ -22,6 +22,7 @@ centre's factory wipe over USB, which erases all configuration.
 """
 
 from meter.backoff import Backoff
+from meter.errors import UserError
 
 MIN_LEN = 4
 MAX_LEN = 64
@@ -29,7 +30,7 @@ WAIT_MAX_S = 3600
 WIPE = "Forgotten? Only a service-centre factory wipe over USB recovers."
 
 
-class LockError(ValueError):
+class LockError(UserError):
     """Refused; str() says why, for the user."""
 
 

@@ -20,6 +20,7 @@ import hashlib
 from micropython import const
 
 from meter import SECURITY_VERSION, VERSION, log, otafmt
+from meter.errors import UserError
 
 _BLOCK = const(4096)
 _REC = const(448)  # otafmt.RECORD_LEN
@@ -28,7 +29,7 @@ _INSTALLED = "installed"
 _current = [None]  # the update in progress, or _INSTALLED
 
 
-class UpdateError(Exception):
+class UpdateError(UserError):
     """An update was refused or failed; str() says why, for the user."""
 
 

@@ -26,6 +26,7 @@ import time
 from micropython import const
 
 from meter.board import BTN_DOWN, BTN_OK, BTN_UP
+from meter.errors import UserError
 
 HOLD_MS = const(5000)
 PERIOD_S = const(600)  # service mode ends by itself after 10 minutes
@@ -36,7 +37,7 @@ _until = None  # ticks_ms when service mode ends; None = not in service mode
 _board = None
 
 
-class ServiceError(Exception):
+class ServiceError(UserError):
     """A service command was refused; the message says why."""
 
 

@@ -25,6 +25,7 @@ damaged beyond reading (fail closed).
 import json
 
 from meter import log
+from meter.errors import UserError
 
 KIND = 2
 
@@ -88,7 +89,7 @@ FIRST_SET = ("ui.pin", "web.pass")
 LOCKED = "module locked"
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError):
     """A change was refused; the message says why, for the user."""
 
 

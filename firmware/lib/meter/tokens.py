@@ -30,6 +30,7 @@ from binascii import hexlify, unhexlify
 
 from meter import log
 from meter.crypto import compare_digest
+from meter.errors import UserError
 
 KIND = 5
 PREFIX = "mt1_"
@@ -44,7 +45,7 @@ _CODE = {ACTIVE: "a", REVOKED: "r"}
 _STATE = {"a": ACTIVE, "r": REVOKED}
 
 
-class TokenError(ValueError):
+class TokenError(UserError):
     """A refused request; the message is for the user, status for HTTP."""
 
     def __init__(self, msg, status=400):
