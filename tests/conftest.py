@@ -37,7 +37,15 @@ LONG = (
 )
 
 
-def pytest_collection_modifyitems(items):
+def pytest_addoption(parser):
+    parser.addoption("--reverse", action="store_true",
+                     help="run the collected tests in reverse order (a test that needs an "
+                          "earlier one to have run fails this way; docs/testing.md)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--reverse"):
+        items.reverse()
     for item in items:
         name = "%s::%s" % (item.path.name, item.name)
         for marker, names in (("heavy", HEAVY), ("long", LONG)):
