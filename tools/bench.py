@@ -8,7 +8,7 @@ All figures come from the real firmware in the simulator, which runs the
 device image (MicroPython built 32-bit, firmware frozen in) at the device
 budget unless a benchmark says otherwise. Results are printed as JSON, one
 line per benchmark, then all together; docs/benchmarks.md holds them as
-tables. NAME: heap, soak, lateness, flash, web, api, ota (soak runs only when
+tables. NAME: heap, breakdown, soak, lateness, flash, web, api, ota (soak runs only when
 named: it takes an hour).
 """
 
@@ -24,7 +24,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from simctl import Sim, simtool  # noqa: E402
-from bench_memory import bench_floors as bench_heap, bench_soak  # noqa: E402
+from bench_memory import bench_breakdown, bench_floors as bench_heap, bench_soak  # noqa: E402
 from bench_ota import bench_ota  # noqa: E402
 
 import upy  # noqa: E402
@@ -461,7 +461,7 @@ def main(argv):
     results = {}
     for name, fn in (("heap", bench_heap), ("lateness", bench_lateness), ("flash", bench_flash),
                      ("web", bench_web), ("api", bench_api), ("ota", bench_ota),
-                     ("soak", bench_soak)):
+                     ("breakdown", bench_breakdown), ("soak", bench_soak)):
         if only and name != only or not only and name == "soak":
             continue
         t = time.time()

@@ -218,3 +218,64 @@ def bench_soak(quick):
     finally:
         rig.stop()
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _live(sim, n):
+    """Live heap (used after a collection) over n samples a second apart:
+    (min, max) in bytes, and the largest free block at the min."""
+    ms = []
+    for _ in range(n):
+        ms.append(sim.cmd("mem"))
+        time.sleep(1)
+    lo = min(ms, key=lambda m: m["used"])
+    return {"used_min": lo["used"], "used_max": max(m["used"] for m in ms),
+            "largest_free": lo["largest_free"], "modules": len(sim.cmd("mem", "mods"))}
+
+
+def bench_breakdown(quick):
+    """Where the heap goes with everything open, on the device image at the
+    device budget: the live heap (used after a collection, sampled while
+    the clients run) as the services open one after another. Each step's
+    difference is that service's cost, the figures the path to 96 KiB in
+    docs/benchmarks.md is made of."""
+    n = 5 if quick else 15
+    out = {"heap": simtool.DEVICE_HEAP, "samples": n}
+    d = tempfile.mkdtemp(prefix="bench-breakdown-")
+    try:
+        r = _Run(d, simtool.DEVICE_HEAP, {})
+        try:
+            _idle(r)
+            out["idle"] = _live(r.sim, n)
+        finally:
+            r.stop()
+        rig = AllServices(os.path.join(d, "all"), page_pause=0.3)
+        try:
+            # AllServices.start() opens everything at once; here the same
+            # steps one at a time, sampling after each.
+            os.makedirs(rig.workdir, exist_ok=True)
+            rig.pki = pkimod.make(os.path.join(rig.workdir, "pki"), mqttlab.SERIAL)
+            rig.broker = mqttlab.Mosquitto(rig.pki, os.path.join(rig.workdir, "broker"))
+            state = os.path.join(rig.workdir, "dev")
+            mqttlab.provision(state, rig.pki, rig.broker.port, api__enabled=True)
+            rig.web_port, rig.api_port = free_port(), free_port()
+            sim = rig.sim = Sim(state, "--web-port", str(rig.web_port), "--api-port",
+                                str(rig.api_port), profile="house")
+            sim.wait_for(lambda: sim.state_()["mqtt"]["connected"], 30, "uplink connected")
+            wait_port(rig.api_port)
+            out["uplink+api_listening"] = _live(sim, n)
+            assert sim.cmd("web", "on") == {"error": None}
+            wait_port(rig.web_port)
+            rig.web = WebClient(rig.web_port).login(first=True, sim=sim)
+            rig.token = pair_token(rig.web, rig.api_port)
+            rig.loops = [Loop("pages", rig._pages, rig.page_pause)]
+            rig.loops[0].start()
+            out["+web_client"] = _live(sim, n)
+            rig.loops.insert(0, Loop("stream", rig._stream))
+            rig.loops[0].start()
+            out["+api_stream"] = _live(sim, n)
+            out["clients"] = rig.report()
+        finally:
+            rig.stop()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return out
