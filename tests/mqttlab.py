@@ -132,17 +132,30 @@ class Cloud:
         c.tls_set(ca_certs=pki.path("server-ca.crt"), certfile=pki.path("cloud.crt"),
                   keyfile=pki.path("cloud.key"))
         connected = threading.Event()
+        acked = set()
+        subacked = threading.Condition()
+
+        def on_subscribe(client, userdata, mid, *rest):
+            with subacked:
+                acked.add(mid)
+                subacked.notify_all()
+
         c.on_connect = lambda *a: connected.set()
         c.on_message = self._on_message
+        c.on_subscribe = on_subscribe
         c.connect("127.0.0.1", port, keepalive=30)
         c.loop_start()
         if not connected.wait(10):
             raise RuntimeError("cloud client could not connect")
+        mids = []
         for t in ("meters/#", "homeassistant/#"):
             r = c.subscribe(t, qos=1)
             assert r[0] == 0
+            mids.append(r[1])
         self.c = c
-        time.sleep(0.2)  # SUBACKs
+        with subacked:  # reading only once the broker has the subscriptions
+            if not subacked.wait_for(lambda: acked.issuperset(mids), 10):
+                raise RuntimeError("cloud client: no SUBACK for %s" % mids)
 
     def _on_message(self, client, userdata, m):
         with self.cond:

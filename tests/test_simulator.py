@@ -32,8 +32,8 @@ def test_boots_and_shows_live_values_and_pages(tmp_path):
 def test_counters_move_and_persist_across_restart(tmp_path):
     state = tmp_path / "dev"
     with Sim(state) as sim:
-        sim.wait_for(lambda: sim.state_()["counters_uwh"]["imp_a"] > 0, what="energy")
-        time.sleep(1)
+        sim.wait_for(lambda: sim.state_()["counters_uwh"]["imp_a"] > 0
+                     and sim.state_()["counters_uwh"]["exp_c"] > 0, what="import and export")
         s1 = sim.state_()
         assert s1["counters_uwh"]["exp_c"] > 0 and s1["counters_uwh"]["exp_a"] == 0
         assert sim.quit() == 0
@@ -50,9 +50,10 @@ def test_counters_move_and_persist_across_restart(tmp_path):
 
 def test_two_instances_side_by_side(tmp_path):
     with Sim(tmp_path / "a") as a, Sim(tmp_path / "b", profile="idle") as b:
+        # each meters its own profile: a's house load soon outruns b's idle one
         a.wait_for(lambda: a.state_()["counters_uwh"]["imp_t"] > 0, what="energy a")
-        time.sleep(0.5)
-        assert b.state_()["counters_uwh"]["imp_t"] < a.state_()["counters_uwh"]["imp_t"]
+        a.wait_for(lambda: b.state_()["counters_uwh"]["imp_t"] < a.state_()["counters_uwh"]["imp_t"],
+                   what="a (house) ahead of b (idle)")
 
 
 def test_corrupt_counter_file_is_reported_and_kept(tmp_path):

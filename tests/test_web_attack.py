@@ -42,6 +42,7 @@ FLOOD_BOUND_S = 10.0
 LATE_P99_MS = 50
 LATE_MAX_MS = 250
 REOPEN_S = 0.2
+ATTACK_MAX_S = 120  # the attacker process ends by itself after this, whatever happens
 
 
 class Attack:
@@ -146,15 +147,16 @@ class Attack:
             s.close()
 
 
-def attack(port, seconds, reopen_s, out):
-    """The attacker process: every attack at once for `seconds`."""
+def attack(port, done, reopen_s, out):
+    """The attacker process: every attack at once until `done` is set (the
+    user's phase is over; at most ATTACK_MAX_S, should the test die)."""
     a = Attack(port, reopen_s)
     a.start("idle", a.idle, 50)
     a.start("slowloris", a.slowloris, 5)
     a.start("big_header", a.big_header, 2)
     a.start("big_body", a.big_body, 2)
     a.start("malformed", a.malformed, 2)
-    time.sleep(seconds)
+    done.wait(ATTACK_MAX_S)
     a.stop.set()
     for t in a.threads:
         t.join(10)
@@ -166,10 +168,16 @@ def run_phase(sim, user, seconds, reopen_s, retry):
     returns (load times, attack counts, server stats, state)."""
     ctx = multiprocessing.get_context("fork")  # not slowed by the attackers' threads
     out = ctx.Queue()
-    p = ctx.Process(target=attack, args=(sim.web_port, seconds + 2, reopen_s, out))
+    done = ctx.Event()
+    before = sim.cmd("web")["stats"]
+    p = ctx.Process(target=attack, args=(sim.web_port, done, reopen_s, out))
     p.start()
     try:
-        time.sleep(1)  # the attack is in full swing
+        # The attack is in full swing once the server has had to turn
+        # attackers away (50 idle connections are more than it keeps).
+        sim.wait_for(lambda: sim.cmd("web")["stats"]["refused"] + sim.cmd("web")["stats"]["evicted"]
+                     >= before["refused"] + before["evicted"] + 20, timeout=30,
+                     what="the server turning attackers away")
         loads = []
         tries = []
         end = time.time() + seconds
@@ -196,8 +204,10 @@ def run_phase(sim, user, seconds, reopen_s, retry):
         st = sim.state_()
         stats["first_try"] = [tries.count(1), len(tries)]
         stats["most_tries"] = max(tries)
+        done.set()
         return sorted(loads), out.get(timeout=30), stats, st
     finally:
+        done.set()
         p.join(15)
 
 
