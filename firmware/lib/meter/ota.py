@@ -151,6 +151,11 @@ class Updater:
             _current[0] = None
             self._log("update", "cancelled", why)
 
+    def offered(self):
+        """The file's signed version code once its header was checked, else
+        None (the update check compares it with its manifest)."""
+        return self._head[1] if self.length is not None else None
+
     # -- steps -----------------------------------------------------------------
 
     def _check_record(self):

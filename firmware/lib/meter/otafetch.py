@@ -1,0 +1,343 @@
+"""The automatic update check: a manifest over HTTPS, then the signed file
+streamed into the updater (meter/ota.py). docs/ota.md, "Automatic updates".
+
+The App runs `Fetcher.run()` as a service task: a check every
+`update.interval_h` hours plus jitter, never while `busy()` (a user in the
+Settings menu), retries after a failure with exponential back-off and
+jitter (meter/backoff.py, the count kept in the runtime state so a restart
+does not shorten it). `check_now(source)` is the same check on demand (the
+cloud command).
+
+One check:
+1. GET `<update.server>/<target>.json` (meter/httpget.py: TLS verified
+   against files/update-ca.crt, host name checked): a small JSON manifest
+   {"version", "url", "size", "sha256"}.
+2. Not newer than the running version: nothing to do ("up to date").
+3. Otherwise GET the file and feed it, as it arrives, into an ota.Updater
+   through one buffer: the download is never held in RAM. The manifest
+   is held to what it promised: the Content-Length, a running count and
+   the SHA-256 of the whole file must match it, and the file's signed
+   version must be the manifest's, all before finish() switches the boot
+   slot. The updater's own checks (signature, target, version, slot size)
+   come on top: the manifest only says where to look, the signature
+   decides what is installed.
+4. on_installed(version) is called (the App restarts: ota.restart()).
+
+Every check is audited as `ota check` under its source (auto, cloud, ...)
+with "from -> to: result"; the updater audits its own start and outcome.
+Errors are UpdateError, worded for the user.
+"""
+
+import asyncio
+import hashlib
+import json
+from binascii import unhexlify
+
+from micropython import const
+
+from meter import SECURITY_VERSION, VERSION, httpget, log, ota, otafmt
+from meter.backoff import Backoff, jitter
+from meter.ota import UpdateError
+
+_BUF = const(2048)  # the one buffer of a check: response header, manifest, file chunks
+_MANIFEST_MAX = const(512)
+_BLOCK = const(4096)
+
+# What the fetcher reads from its config object (docs/ota.md lists them as
+# settings keys; "update.ca" is the file update-ca.crt).
+DEFAULTS = {
+    "update.enabled": False,  # the periodic check (check_now() works regardless)
+    "update.server": "",  # base URL: the manifest is <server>/<target>.json
+    "update.ip": "",  # dialled instead of resolving the server's name ("" = resolve)
+    "update.interval_h": 24,
+    "update.ca": None,
+}
+
+
+class SettingsConfig:
+    """The fetcher's view of the settings store and the provisioned files."""
+
+    def __init__(self, settings, files):
+        self.settings = settings
+        self.files = files
+
+    def get(self, key):
+        if key == "update.ca":
+            try:
+                with open(self.files + "/update-ca.crt", "rb") as f:
+                    return f.read()
+            except OSError:
+                return None
+        try:
+            return self.settings.get(key)
+        except KeyError:  # not in the schema (yet): the default
+            return DEFAULTS[key]
+
+
+class _Ram:
+    """Back-off count kept in RAM when no state store is given."""
+
+    def __init__(self):
+        self.d = {}
+
+    def get(self, key, default=None):
+        return self.d.get(key, default)
+
+    def set(self, key, value):
+        self.d[key] = value
+
+
+class Fetcher:
+    # Tuning; tests pass shorter ones as keywords.
+    first_ms = 600000  # first periodic check: 10-20 min after start
+    unit_ms = 3600000  # update.interval_h is in hours
+    retry_min_s = 60  # back-off after a failure: 1 min doubling ...
+    retry_max_s = 21600  # ... to 6 h (with jitter)
+    busy_retry_ms = 60000  # a user in the Settings menu: look again in 1 min
+    timeout_ms = 20000  # connect, request, and each read of a response
+    total_ms = 900000  # a whole download (a server that trickles)
+
+    def __init__(self, cfg, ota_parts, target, audit=None, state=None, settings=None,
+                 progress=None, busy=None, on_installed=None, keys=None, version=VERSION,
+                 secver=SECURITY_VERSION, **tune):
+        """cfg.get(key) for the keys in DEFAULTS; ota_parts: board.ota();
+        target: board name; progress(bytes, total) while a file is written;
+        busy(): True while no check may start; on_installed(version)."""
+        for k, v in tune.items():
+            if not hasattr(Fetcher, k) or k.startswith("_"):
+                raise TypeError("unknown tuning " + k)
+            setattr(self, k, v)
+        self.cfg = cfg
+        self.ota = ota_parts
+        self.target = target
+        self.audit = audit
+        self.settings = settings
+        self.progress = progress
+        self.busy = busy
+        self.on_installed = on_installed
+        self.keys = keys
+        self.version = otafmt.version_code(version)
+        self.secver = secver
+        self.backoff = Backoff(state or _Ram(), "ota_fails", self._retry_s)
+        self.checking = False
+        self.last = None  # (source, outcome, detail) of the last check
+        self._buf = None
+        self._ctx = None
+
+    # -- on demand -------------------------------------------------------------
+
+    async def check_now(self, source="cloud"):
+        """One check. Returns the installed version ("1.1.0", the boot slot
+        switched: restart), or None when nothing newer is offered. Raises
+        UpdateError (the reason, for the user; a retry is scheduled)."""
+        if self.checking:
+            raise UpdateError("an update check is already running")
+        if self.busy is not None and self.busy():
+            raise UpdateError("the Settings menu is in use: try again later")
+        self.checking = True
+        frm = otafmt.version_text(self.version)
+        to = ["?"]
+        try:
+            # One buffer per check, not per service: a check runs once a
+            # day, and 2 KiB held in between is heap the pages need.
+            self._buf = bytearray(_BUF)
+            man = await self._manifest()
+            to[0] = otafmt.version_text(man[0])
+            if man[0] <= self.version:
+                self.backoff.clear()
+                self._audit(source, "ok", "%s: up to date (server offers %s)" % (frm, to[0]))
+                return None
+            v = await self._download(source, man)
+            self.backoff.clear()
+            self._audit(source, "ok", "%s -> %s: installed" % (frm, v))
+        except BaseException as e:
+            if isinstance(e, MemoryError):
+                e = UpdateError("not enough memory for the update check now")
+            if isinstance(e, UpdateError):
+                self.backoff.fail()
+                self._audit(source, "failed", "%s -> %s: %s" % (frm, to[0], e))
+            else:  # a fault, or the task cancelled: logged at the task boundary
+                self._audit(source, "failed", "%s -> %s: internal error" % (frm, to[0]))
+            raise e
+        finally:
+            self.checking = False
+            self._buf = None
+            self._ctx = None
+        if self.on_installed is not None:
+            self.on_installed(v)
+        return v
+
+    # -- periodic --------------------------------------------------------------
+
+    async def run(self):
+        """The periodic check, for the App's supervisor. Ends once an
+        update is installed (the restart follows)."""
+        wait = max(_spread(self.first_ms), self.backoff.wait_s() * 1000)
+        while True:
+            await asyncio.sleep_ms(wait)
+            wait = _spread(self.cfg.get("update.interval_h") * self.unit_ms)
+            if not self.cfg.get("update.enabled") or self.checking:
+                continue
+            if self.busy is not None and self.busy():
+                wait = self.busy_retry_ms
+                continue
+            try:
+                if await self.check_now("auto"):
+                    return
+            except UpdateError:
+                wait = max(1, self.backoff.wait_s()) * 1000
+            except Exception as e:  # a fault: logged, retried as a failure
+                log.exc("update check", e)
+                wait = max(1, self.backoff.wait_s()) * 1000
+
+    def _retry_s(self, fails):
+        if not fails:
+            return 0
+        s = min(self.retry_min_s << min(fails - 1, 16), self.retry_max_s)
+        return max(1, jitter(s * 1000) // 1000)
+
+    # -- the two requests ------------------------------------------------------
+
+    def _ip(self, url):
+        server = httpget.split_url(self.cfg.get("update.server"))[0]
+        return self.cfg.get("update.ip") if httpget.split_url(url)[0] == server else ""
+
+    async def _get(self, url):
+        return await httpget.get(url, self._ctx, self._buf, self._ip(url), self.timeout_ms,
+                                 "meter/" + otafmt.version_text(self.version))
+
+    async def _manifest(self):
+        """(version code, url, size, sha256 bytes) from the manifest."""
+        server = self.cfg.get("update.server")
+        if not server:
+            raise UpdateError("no update server configured")
+        url = server.rstrip("/") + "/" + self.target + ".json"
+        self._ctx = httpget.context(self.cfg.get("update.ca"))
+        resp, a, n = await self._get(url)
+        mv = memoryview(self._buf)
+        try:
+            if resp.status != 200:
+                raise UpdateError("the update server answered %d for the manifest" % resp.status)
+            want = resp.length
+            if want is not None and want > _MANIFEST_MAX:
+                raise UpdateError("the update manifest is too large (%d bytes)" % want)
+            while want is None or n - a < want:
+                if n - a > _MANIFEST_MAX:
+                    raise UpdateError("the update manifest is too large")
+                try:
+                    k = await resp.readinto(mv[n:a + _MANIFEST_MAX + 1])
+                except Exception as e:
+                    if want is None and n > a:  # no length given: the end is the end
+                        break
+                    raise httpget.describe(e, "update server", self.timeout_ms)
+                if not k:
+                    break
+                n += k
+            if want is not None and n - a != want:
+                raise UpdateError("the update manifest broke off (%d of %d bytes)" % (n - a, want))
+        finally:
+            await resp.close()
+        return _parse_manifest(bytes(mv[a:n]), server)
+
+    async def _download(self, source, man):
+        version, url, size, sha = man
+        slot = self.ota.next_update()
+        room = (slot.ioctl(4, None) - 1) * _BLOCK + otafmt.RECORD_LEN
+        if size > room:
+            raise UpdateError("the update (%d bytes) does not fit the update slot (at most %d)"
+                              % (size, room))
+        u = ota.Updater(self.ota, self.target, keys=self.keys, audit=self.audit,
+                        settings=self.settings, source=source, progress=self.progress,
+                        version=otafmt.version_text(self.version), secver=self.secver)
+        try:
+            await asyncio.wait_for_ms(self._stream(u, url, size, sha, version), self.total_ms)
+        except BaseException as e:
+            u.cancel(str(e) or repr(e))  # no-op when the updater ended it itself
+            if isinstance(e, asyncio.TimeoutError):
+                raise UpdateError("the download took longer than %d s" % (self.total_ms // 1000))
+            if isinstance(e, UpdateError) or isinstance(e, asyncio.CancelledError):
+                raise
+            raise httpget.describe(e, "download", self.timeout_ms)
+        return u.finish()  # length, hash, read-back, slot record, set_boot
+
+    async def _stream(self, u, url, size, sha, version):
+        """The file into the updater, held to the manifest; everything but
+        finish()."""
+        resp, a, n = await self._get(url)
+        mv = memoryview(self._buf)
+        try:
+            if resp.status != 200:
+                raise UpdateError("the update server answered %d for the file" % resp.status)
+            if resp.length is not None and resp.length != size:
+                raise UpdateError("the server's file is %d bytes, its manifest says %d"
+                                  % (resp.length, size))
+            h = hashlib.sha256()
+            got = 0
+            chunk = mv[a:n]
+            while True:
+                k = len(chunk)
+                if got + k > size:
+                    raise UpdateError("the file is longer than its manifest says (%d bytes)" % size)
+                if k:
+                    h.update(chunk)
+                    u.feed(chunk)
+                    checked = got < otafmt.RECORD_LEN <= got + k
+                    got += k
+                    if checked and u.offered() != version:
+                        raise UpdateError("the file is version %s, its manifest says %s" % (
+                            otafmt.version_text(u.offered()), otafmt.version_text(version)))
+                if got == size:
+                    break
+                k = await resp.readinto(mv)
+                if not k:
+                    raise UpdateError("the download broke off at %d of %d bytes" % (got, size))
+                chunk = mv[:k]
+            if resp.length is None:  # no length given: more bytes would be a lie
+                try:
+                    k = await resp.readinto(mv)
+                except Exception:  # the end of the stream, however the server closed it
+                    k = 0
+                if k:
+                    raise UpdateError("the file is longer than its manifest says (%d bytes)"
+                                      % size)
+            if h.digest() != sha:
+                raise UpdateError("the file does not match its manifest's SHA-256")
+        except UpdateError:
+            raise
+        except Exception as e:  # a read that stalled or broke: the outer
+            raise httpget.describe(e, "download", self.timeout_ms)  # timeout is the total's
+        finally:
+            await resp.close()
+
+    def _audit(self, source, outcome, detail):
+        self.last = (source, outcome, detail)
+        if self.audit is not None:
+            self.audit.append(source, "ota check", outcome, detail)
+        else:
+            log.info("ota check %s %s %s" % (source, outcome, detail))
+
+
+def _spread(ms):
+    """ms to 1.25 ms: devices that start together do not all ask at once."""
+    ms = int(ms)
+    return ms - ms // 4 + jitter(ms // 2)
+
+
+def _parse_manifest(body, server):
+    try:
+        m = json.loads(body)
+        version = otafmt.version_code(m["version"])
+        url = m["url"]
+        size = m["size"]
+        sha = unhexlify(m["sha256"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UpdateError("the update manifest is not valid (%s)" % (e.args[0] if e.args else e))
+    if not isinstance(size, int) or size <= otafmt.RECORD_LEN:
+        raise UpdateError("the update manifest gives no valid size")
+    if len(sha) != 32:
+        raise UpdateError("the update manifest's sha256 is not 64 hex digits")
+    if isinstance(url, str) and url.startswith("/"):  # on the update server itself
+        host, port, _ = httpget.split_url(server)
+        url = "https://%s:%d%s" % (host, port, url)
+    httpget.split_url(url)  # an https URL, or UpdateError
+    return version, url, size, sha

@@ -1,0 +1,265 @@
+"""The automatic update check (meter/otafetch.py) on the 32-bit device image
+at the device's 128 KiB heap, against a local HTTPS update server.
+
+The server is Python's http.server behind ssl with a throwaway PKI made by
+openssl (tests/pki.py, the MQTT tests' helper) under tests/.tmp: its
+certificate is for broker.test, localhost and 127.0.0.1, signed by
+server-ca; other-ca is the wrong CA. It serves manifests and an update
+file built with tools/image.py (version 1.1.0 of the device image, signed
+with a throwaway key by tools/sign.py); some routes misbehave on purpose
+(stall, cut the connection, lie about size or hash).
+
+The firmware side is tests/mpy/fetchmain.py on build/image/micropython,
+writing the host board's slot files; the result is checked from here with
+the simulator's bootloader (tools/bootloader.py): which slot boots and
+whether its image checks.
+"""
+
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import bootloader  # noqa: E402
+import image as imagetool  # noqa: E402
+import sign  # noqa: E402
+
+import pki as pkimod  # noqa: E402
+
+N, N1 = "1.0.0", "1.1.0"
+HEAP = "128k"  # the device budget
+DRIVER = os.path.join(ROOT, "tests", "mpy", "fetchmain.py")
+
+
+class Lab:
+    """PKI, update file, key and the HTTPS server's routes."""
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        lab = self.server.lab
+        lab.hits[self.path] = lab.hits.get(self.path, 0) + 1
+        route = lab.routes.get(self.path)
+        if route is None:
+            self.send_error(404)
+            return
+        kind, body = route[0], route[1]
+        if kind == "drop-once" and lab.hits[self.path] > 1:
+            kind = "file"
+        self.send_response(200)
+        if kind != "no-length":
+            length = route[2] if kind == "length" else len(body)
+            self.send_header("Content-Length", str(length))
+        self.end_headers()
+        if kind in ("stall", "drop-once"):
+            self.wfile.write(body[:200000])
+            self.wfile.flush()
+            if kind == "stall":
+                lab.release.wait(60)  # hold the connection open, silent
+            self.connection.shutdown(2)  # cut: no close_notify, no rest
+            return
+        self.wfile.write(body)
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    if not shutil.which("openssl"):
+        pytest.fail("openssl missing: `python3 tools/dev.py test` installs it")
+    d = os.path.join(ROOT, "tests", ".tmp", "otafetch-%d" % os.getpid())
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    lb = Lab()
+    lb.dir = d
+    lb.pki = pkimod.make(os.path.join(d, "pki"), "device")
+    # throwaway; tools/sign.py refuses private keys inside the repository
+    keys = tmp_path_factory.mktemp("otakey")
+    lb.key = str(keys / "k1.pem")
+    sign.keygen(lb.key)
+    lb.modulus = sign.modulus(lb.key)
+    img = imagetool.variant(str(keys / "n1"), N1, trust=[lb.key])[0]
+    lb.file = os.path.join(d, "n1.bin")
+    sign.sign(lb.key, img, lb.file, N1, "host")
+    with open(lb.file, "rb") as f:
+        lb.data = f.read()
+    lb.sha = hashlib.sha256(lb.data).hexdigest()
+    lb.routes = {}
+    lb.hits = {}
+    lb.release = threading.Event()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(lb.pki.path("broker.crt"), lb.pki.path("broker.key"))
+    srv = Server(("127.0.0.1", 0), Handler)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    srv.lab = lb
+    lb.port = srv.server_address[1]
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield lb
+    lb.release.set()
+    srv.shutdown()
+    srv.server_close()
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.rmtree(str(keys), ignore_errors=True)
+
+
+def manifest(lab, version=N1, size=None, sha=None, url="/fw/n1.bin"):
+    return json.dumps({"version": version, "url": url,
+                       "size": len(lab.data) if size is None else size,
+                       "sha256": sha or lab.sha}).encode()
+
+
+def serve(lab, prefix, man, file_route=None):
+    """Routes under /<prefix>: the manifest host.json and, if given, the
+    file at the manifest's URL. Returns the server URL for the device."""
+    lab.routes["/%s/host.json" % prefix] = ("file", man)
+    if file_route:
+        lab.routes["/fw/%s.bin" % prefix] = file_route
+    return "https://broker.test:%d/%s" % (lab.port, prefix)
+
+
+def run(lab, tmp_path, server, ca="server-ca.crt", ip="127.0.0.1", timeout=120, **extra):
+    """fetchmain.py on the device image; returns (result dict, state dir)."""
+    state = str(tmp_path / "dev")
+    os.makedirs(state, exist_ok=True)
+    args = {"state": state, "server": server, "ip": ip, "ca": lab.pki.path(ca),
+            "keys": {"1": lab.modulus.hex()}, "version": N}
+    args.update(extra)
+    exe = imagetool.IMAGE
+    env = dict(os.environ, MICROPYPATH=".frozen")
+    path = str(tmp_path / "args.json")
+    with open(path, "w") as f:
+        json.dump(args, f)
+    p = subprocess.run([exe, "-X", "heapsize=" + HEAP, DRIVER, path],
+                       capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    for line in p.stdout.splitlines():
+        if line.startswith("@@RESULT "):
+            return json.loads(line[9:]), state
+    raise AssertionError("fetchmain.py gave no result (exit %d):\n%s\n%s"
+                         % (p.returncode, p.stdout[-3000:], p.stderr[-3000:]))
+
+
+def assert_untouched(r, state):
+    assert bootloader._otadata(state).boot_slot() == 0, (
+        "after a refused or failed update the running slot must still boot: %r" % r)
+
+
+# ------------------------------------------------------------------------------ tests
+
+
+def test_newer_version_is_found_downloaded_and_installed(lab, tmp_path):
+    url = serve(lab, "good", manifest(lab, url="/fw/good.bin"), ("file", lab.data))
+    r, state = run(lab, tmp_path, url, measure=True, source="cloud")
+    assert r.get("ok") == N1, "N+1 must install: %r" % {k: r[k] for k in r if k != "audit"}
+    assert bootloader._otadata(state).boot_slot() == 1, "set_boot() must select slot 1"
+    head = bootloader.check_slot(state, 1, keys={1: lab.modulus})
+    assert head is not None
+    events = [tuple(e[1:4]) for e in r["audit"]]
+    assert ("cloud", "ota start", "ok") in events and ("cloud", "ota installed", "ok") in events
+    assert r["audit"][-1][1:] == ["cloud", "ota check", "ok", "%s -> %s: installed" % (N, N1)]
+    m = r["mem"]
+    assert m["bytes"] == len(lab.data) and m["samples"] >= 3, m
+    kib_s = m["bytes"] / 1024 / max(m["ms"], 1) * 1000
+    print("\nOTA download: %d bytes in %d ms = %.0f KiB/s; heap free at start %d B, "
+          "lowest during %d B, largest free block at least %d B (%d samples, 128 KiB heap)"
+          % (m["bytes"], m["ms"], kib_s, m["base_free"], m["min_free"], m["largest_min"],
+             m["samples"]))
+
+
+def test_not_newer_version_is_ignored_without_downloading(lab, tmp_path):
+    url = serve(lab, "same", manifest(lab, version=N, url="/fw/same.bin"), ("file", lab.data))
+    r, state = run(lab, tmp_path, url)
+    assert "error" not in r and r["ok"] is None, r
+    assert lab.hits.get("/fw/same.bin") is None, "a version not newer must not be downloaded"
+    assert r["audit"][-1][1:] == ["cloud", "ota check", "ok",
+                                  "%s: up to date (server offers %s)" % (N, N)], r["audit"]
+    assert_untouched(r, state)
+
+
+def test_wrong_ca_is_refused(lab, tmp_path):
+    url = serve(lab, "ca", manifest(lab, url="/fw/ca.bin"), ("file", lab.data))
+    r, state = run(lab, tmp_path, url, ca="other-ca.crt")
+    assert "not from the configured CA" in r.get("error", ""), r
+    assert lab.hits.get("/ca/host.json") is None, "no request may pass an unverified TLS session"
+    assert_untouched(r, state)
+
+
+def test_wrong_host_name_is_refused(lab, tmp_path):
+    serve(lab, "name", manifest(lab, url="/fw/name.bin"), ("file", lab.data))
+    # dialled at 127.0.0.1 as configured, but the certificate is for broker.test
+    url = "https://wrong.test:%d/name" % lab.port
+    r, state = run(lab, tmp_path, url)
+    assert "for another host name" in r.get("error", ""), r
+    assert lab.hits.get("/name/host.json") is None
+    assert_untouched(r, state)
+
+
+@pytest.mark.parametrize("case", ["size-small", "size-big", "hash", "no-length-longer"])
+def test_manifest_that_lies_is_refused(lab, tmp_path, case):
+    n = len(lab.data)
+    prefix = "lie-" + case
+    route = ("file", lab.data)
+    if case == "size-small":  # the server's Content-Length gives it away
+        man = manifest(lab, size=n - 4096, url="/fw/%s.bin" % prefix)
+        want = "the server's file is %d bytes, its manifest says %d" % (n, n - 4096)
+    elif case == "size-big":
+        man = manifest(lab, size=n + 4096, url="/fw/%s.bin" % prefix)
+        want = "the server's file is %d bytes, its manifest says %d" % (n, n + 4096)
+    elif case == "hash":
+        man = manifest(lab, sha="00" * 32, url="/fw/%s.bin" % prefix)
+        want = "does not match its manifest's SHA-256"
+    else:  # no Content-Length: the running count catches the extra bytes
+        man = manifest(lab, size=n - 4096, url="/fw/%s.bin" % prefix)
+        route = ("no-length", lab.data)
+        want = "longer than its manifest says"
+    url = serve(lab, prefix, man, route)
+    r, state = run(lab, tmp_path, url)
+    assert want in r.get("error", ""), r
+    assert_untouched(r, state)
+    assert r["audit"][-1][3] == "failed", r["audit"]
+
+
+def test_server_that_stalls_times_out(lab, tmp_path):
+    url = serve(lab, "stall", manifest(lab, url="/fw/stall.bin"), ("stall", lab.data))
+    t0 = time.monotonic()
+    r, state = run(lab, tmp_path, url, tune={"timeout_ms": 2000})
+    assert "the download stalled (no data for 2 s)" in r.get("error", ""), r
+    assert time.monotonic() - t0 < 60
+    assert_untouched(r, state)
+
+
+def test_cut_connection_changes_nothing_and_is_retried_later(lab, tmp_path):
+    url = serve(lab, "cut", manifest(lab, url="/fw/cut.bin"), ("drop-once", lab.data))
+    r, state = run(lab, tmp_path, url, mode="loop", deadline_ms=60000,
+                   tune={"first_ms": 100, "retry_min_s": 2, "retry_max_s": 4})
+    checks = [e for e in r["audit"] if e[2] == "ota check"]
+    assert len(checks) == 2, r["audit"]
+    t1, _, _, outcome1, detail1 = checks[0]
+    t2, source, _, outcome2, detail2 = checks[1]
+    assert outcome1 == "failed" and ("cut the connection" in detail1 or "broke off" in detail1), \
+        checks[0]
+    assert ["auto", "ota update", "cancelled"] == [e for e in r["audit"] if e[2] == "ota update"][
+        0][1:4], r["audit"]
+    assert (source, outcome2, detail2) == ("auto", "ok", "%s -> %s: installed" % (N, N1)), checks
+    # the retry came after the back-off (2 s with jitter: 1-2 s), not at once
+    starts = [e[0] for e in r["audit"] if e[2] == "ota start"]
+    assert len(starts) == 2 and starts[1] - t1 >= 900, r["audit"]
+    assert lab.hits["/fw/cut.bin"] == 2
+    assert bootloader._otadata(state).boot_slot() == 1
