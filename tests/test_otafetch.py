@@ -263,3 +263,17 @@ def test_cut_connection_changes_nothing_and_is_retried_later(lab, tmp_path):
     assert len(starts) == 2 and starts[1] - t1 >= 900, r["audit"]
     assert lab.hits["/fw/cut.bin"] == 2
     assert bootloader._otadata(state).boot_slot() == 1
+
+
+def test_settings_menu_in_use_defers_the_periodic_check_and_refuses_check_now(lab, tmp_path):
+    url = serve(lab, "busy", manifest(lab, url="/fw/busy.bin"), ("file", lab.data))
+    flag = tmp_path / "in-menu"
+    flag.write_text("1")  # busy() is True while this file exists
+    r, state = run(lab, tmp_path, url, mode="loop", deadline_ms=2500, busy=str(flag),
+                   tune={"first_ms": 100, "busy_retry_ms": 200})
+    assert r.get("error") == "deadline" and r["audit"] == [], r
+    assert lab.hits.get("/busy/host.json") is None, "no check may start while the menu is in use"
+    r, state = run(lab, tmp_path, url, busy=str(flag))
+    assert "Settings menu is in use" in r.get("error", ""), r
+    assert lab.hits.get("/busy/host.json") is None
+    assert_untouched(r, state)
