@@ -277,3 +277,19 @@ def test_settings_menu_in_use_defers_the_periodic_check_and_refuses_check_now(la
     assert "Settings menu is in use" in r.get("error", ""), r
     assert lab.hits.get("/busy/host.json") is None
     assert_untouched(r, state)
+
+
+@pytest.mark.parametrize("case", ["not-json", "http-url", "short-hash", "huge"])
+def test_bad_manifest_is_refused_with_a_clear_reason(lab, tmp_path, case):
+    body, want = {
+        "not-json": (b"<html>hello</html>", "the update manifest is not valid"),
+        "http-url": (manifest(lab, url="http://broker.test/fw/n1.bin"),
+                     "must be an https:// URL"),
+        "short-hash": (manifest(lab, sha="abcd"), "sha256 is not 64 hex digits"),
+        "huge": (b" " * 600 + manifest(lab), "the update manifest is too large"),
+    }[case]
+    url = serve(lab, "bad-" + case, body)
+    r, state = run(lab, tmp_path, url)
+    assert want in r.get("error", ""), r
+    assert r["audit"][-1][1:4] == ["cloud", "ota check", "failed"], r["audit"]
+    assert_untouched(r, state)

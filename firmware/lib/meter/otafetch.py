@@ -156,7 +156,9 @@ class Fetcher:
             if isinstance(e, UpdateError):
                 self.backoff.fail()
                 self._audit(source, "failed", "%s -> %s: %s" % (frm, to[0], e))
-            else:  # a fault, or the task cancelled: logged at the task boundary
+            elif isinstance(e, asyncio.CancelledError):  # the service stopped
+                self._audit(source, "cancelled", "%s -> %s" % (frm, to[0]))
+            else:  # a fault: logged at the task boundary
                 self._audit(source, "failed", "%s -> %s: internal error" % (frm, to[0]))
             raise e
         finally:
