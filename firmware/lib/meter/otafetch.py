@@ -88,7 +88,8 @@ class _Ram:
 
 
 class Fetcher:
-    # Tuning; tests pass shorter ones as keywords.
+    # Tuning, as class attributes rather than const(): tests pass shorter
+    # ones as keywords (a per-instance override).
     first_ms = 600000  # first periodic check: 10-20 min after start
     unit_ms = 3600000  # update.interval_h is in hours
     retry_min_s = 60  # back-off after a failure: 1 min doubling ...
