@@ -66,6 +66,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             length = route[2] if kind == "length" else len(body)
             self.send_header("Content-Length", str(length))
         self.end_headers()
+        if kind == "trickle":  # a little, often: every read succeeds
+            for i in range(0, len(body), 64):
+                if lab.release.wait(0.1):
+                    return
+                self.wfile.write(body[i:i + 64])
+                self.wfile.flush()
+            return
         if kind in ("stall", "drop-once"):
             self.wfile.write(body[:200000])
             self.wfile.flush()
@@ -243,6 +250,14 @@ def test_server_that_stalls_times_out(lab, tmp_path):
     assert "the download stalled (no data for 2 s)" in r.get("error", ""), r
     assert time.monotonic() - t0 < 60
     assert_untouched(r, state)
+
+
+def test_server_that_trickles_is_cut_off_by_the_total_limit(lab, tmp_path):
+    url = serve(lab, "trickle", manifest(lab, url="/fw/trickle.bin"), ("trickle", lab.data))
+    r, state = run(lab, tmp_path, url, tune={"timeout_ms": 2000, "total_ms": 3000})
+    assert "the download took longer than 3 s" in r.get("error", ""), r
+    assert_untouched(r, state)
+    assert ("cloud", "ota update", "cancelled") in [tuple(e[1:4]) for e in r["audit"]], r["audit"]
 
 
 def test_cut_connection_changes_nothing_and_is_retried_later(lab, tmp_path):

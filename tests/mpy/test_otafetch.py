@@ -149,3 +149,10 @@ def test_a_file_larger_than_the_slot_is_refused_before_downloading():
     e = raises(ota.UpdateError, asyncio.run, f._download("auto", man))
     assert "does not fit the update slot" in str(e), str(e)
     assert not ota.busy()
+
+
+def test_unusable_ca_is_refused_with_a_clear_reason():
+    for ca in (b"not a certificate", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+               b"-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n" * 2):
+        e = raises(ota.UpdateError, httpget.context, ca)
+        assert "the update server CA is unusable" in str(e), (ca, str(e))

@@ -68,7 +68,7 @@ def context(ca):
     ctx.verify_mode = ssl.CERT_REQUIRED  # PROTOCOL_TLS_CLIENT alone verifies nothing here
     try:
         ctx.load_verify_locations(cadata=ussl._der(ca, "update server CA"))
-    except ValueError as e:
+    except (ValueError, OSError) as e:  # not a certificate mbedTLS can parse
         raise UpdateError("the update server CA is unusable: %s" % e)
     return ctx
 
