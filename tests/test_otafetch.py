@@ -308,3 +308,13 @@ def test_bad_manifest_is_refused_with_a_clear_reason(lab, tmp_path, case):
     assert want in r.get("error", ""), r
     assert r["audit"][-1][1:4] == ["cloud", "ota check", "failed"], r["audit"]
     assert_untouched(r, state)
+
+
+def test_short_heap_defers_the_check_instead_of_a_memory_error(lab, tmp_path):
+    url = serve(lab, "short", manifest(lab, url="/fw/short.bin"), ("file", lab.data))
+    r, state = run(lab, tmp_path, url, leave_free=12000)
+    assert r["mem"]["base_free"] < 14000, r["mem"]
+    assert r.get("error") == "not enough memory for the update check now", r
+    assert lab.hits.get("/short/host.json") is None, "no connection on a short heap"
+    assert r["audit"][-1][1:4] == ["cloud", "ota check", "failed"], r["audit"]
+    assert_untouched(r, state)

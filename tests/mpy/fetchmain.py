@@ -11,7 +11,8 @@ or more crashes the unix port at start-up ("FATAL: uncaught NLR"). Its
 keys: server, ip, ca (path), keys ({id: modulus hex}), version (the
 running one), tune (Fetcher keywords), mode ("check": one check_now();
 "loop": run() until it installs or deadline_ms passes), busy (a path: the
-check is busy while that file exists), measure (heap probes).
+check is busy while that file exists), measure (heap probes),
+leave_free (hold heap until only that many bytes are free).
 """
 
 import asyncio
@@ -84,6 +85,11 @@ async def main():
     keys = {int(k): bytes.fromhex(v) for k, v in A["keys"].items()}
     f = Fetcher(cfg, HostOta(A["state"]), "host", audit=Audit(), progress=progress, busy=busy,
                 keys=keys, version=A["version"], **A.get("tune", {}))
+    hog = []
+    if A.get("leave_free"):  # hold heap until only this much is free
+        gc.collect()
+        while gc.mem_free() > A["leave_free"] + 512:
+            hog.append(bytearray(256))
     gc.collect()
     MEM["base_free"] = gc.mem_free()
     out = {}

@@ -35,13 +35,19 @@ from binascii import unhexlify
 
 from micropython import const
 
-from meter import SECURITY_VERSION, VERSION, httpget, log, ota, otafmt
+from meter import SECURITY_VERSION, VERSION, httpget, log, memory, ota, otafmt
 from meter.backoff import Backoff, jitter
 from meter.ota import UpdateError
 
 _BUF = const(2048)  # the one buffer of a check: response header, manifest, file chunks
 _MANIFEST_MAX = const(512)
 _BLOCK = const(4096)
+# Free heap a check asks for before it starts (meter/memory.py room()): it
+# holds about 12.5 KB while it downloads (TLS context and connection, its
+# buffer, the updater's block buffer) and the signature check allocates
+# about 5 KB more for a moment. Short of that it waits for a later try
+# rather than end in a MemoryError.
+_NEED = const(20 * 1024)
 
 # What the fetcher reads from its config object (docs/ota.md lists them as
 # settings keys; "update.ca" is the file update-ca.crt).
@@ -139,6 +145,8 @@ class Fetcher:
         frm = otafmt.version_text(self.version)
         to = ["?"]
         try:
+            if not memory.room(_NEED):
+                raise MemoryError
             # One buffer per check, not per service: a check runs once a
             # day, and 2 KiB held in between is heap the pages need.
             self._buf = bytearray(_BUF)
