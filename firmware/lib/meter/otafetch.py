@@ -167,7 +167,8 @@ class Fetcher:
                 self._audit(source, "failed", "%s -> %s: %s" % (frm, to[0], e))
             elif isinstance(e, asyncio.CancelledError):  # the service stopped
                 self._audit(source, "cancelled", "%s -> %s" % (frm, to[0]))
-            else:  # a fault: logged at the task boundary
+            else:  # a fault: logged at the task boundary, retried as a failure
+                self.backoff.fail()
                 self._audit(source, "failed", "%s -> %s: internal error" % (frm, to[0]))
             raise e
         finally:
