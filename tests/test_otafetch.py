@@ -318,3 +318,47 @@ def test_short_heap_defers_the_check_instead_of_a_memory_error(lab, tmp_path):
     assert lab.hits.get("/short/host.json") is None, "no connection on a short heap"
     assert r["audit"][-1][1:4] == ["cloud", "ota check", "failed"], r["audit"]
     assert_untouched(r, state)
+
+
+def test_upload_path_on_the_device_image_installs_and_reports_its_speed(lab, tmp_path):
+    """meter/otaupload.py on the 32-bit image at 128 KiB: the update file as
+    a request body over TCP (the Web Admin's page will hand it the same
+    stream)."""
+    import socket
+
+    state = str(tmp_path / "dev")
+    os.makedirs(state)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    args = {"state": state, "mode": "upload", "port": port, "length": len(lab.data),
+            "keys": {"1": lab.modulus.hex()}, "version": N, "measure": True, "server": "",
+            "ca": ""}
+    path = str(tmp_path / "args.json")
+    with open(path, "w") as f:
+        json.dump(args, f)
+    p = subprocess.Popen([imagetool.IMAGE, "-X", "heapsize=" + HEAP, DRIVER, path],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, MICROPYPATH=".frozen"), cwd=ROOT)
+    try:
+        line = p.stdout.readline()
+        assert line.startswith("@@LISTENING"), line + p.stderr.read()
+        c = socket.create_connection(("127.0.0.1", port), timeout=60)
+        c.sendall(lab.data)
+        assert c.recv(16) == b"done"
+        c.close()
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    r = json.loads([x for x in out.splitlines() if x.startswith("@@RESULT ")][0][9:])
+    assert r.get("ok") == N1, r
+    assert bootloader._otadata(state).boot_slot() == 1
+    assert bootloader.check_slot(state, 1, keys={1: lab.modulus}) is not None
+    m = r["mem"]
+    print("\nOTA upload: %d bytes in %d ms = %.0f KiB/s; heap free at start %d B, lowest "
+          "during %d B, largest free block at least %d B (128 KiB heap)"
+          % (m["bytes"], m["ms"], m["bytes"] / 1024 / max(m["ms"], 1) * 1000, m["base_free"],
+             m["min_free"], m["largest_min"]))

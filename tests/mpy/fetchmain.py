@@ -10,7 +10,8 @@ the download. ARGS.json is a file because an argument of 256 characters
 or more crashes the unix port at start-up ("FATAL: uncaught NLR"). Its
 keys: server, ip, ca (path), keys ({id: modulus hex}), version (the
 running one), tune (Fetcher keywords), mode ("check": one check_now();
-"loop": run() until it installs or deadline_ms passes), busy (a path: the
+"loop": run() until it installs or deadline_ms passes; "upload": the
+upload path, see upload()), busy (a path: the
 check is busy while that file exists), measure (heap probes),
 leave_free (hold heap until only that many bytes are free).
 """
@@ -79,6 +80,34 @@ def busy():
         return False
 
 
+async def upload(keys, out):
+    """mode "upload": one TCP connection on 127.0.0.1:port whose body (of
+    length `length`) goes through meter/otaupload.py, as the Web Admin's
+    page will feed it; replies "done" when it has ended."""
+    from meter.otaupload import Upload
+
+    done = asyncio.Event()
+
+    async def handler(r, w):
+        try:
+            up = Upload(HostOta(A["state"]), "host", A["length"], audit=Audit(),
+                        progress=progress, keys=keys, version=A["version"])
+            out["ok"] = await up.run(r)
+        except UpdateError as e:
+            out["error"] = str(e)
+            out["status"] = e.status
+        w.write(b"done")
+        await w.drain()
+        await w.wait_closed()
+        done.set()
+
+    srv = await asyncio.start_server(handler, "127.0.0.1", A["port"])
+    print("@@LISTENING")
+    await asyncio.wait_for_ms(done.wait(), A.get("deadline_ms", 60000))
+    srv.close()
+    await srv.wait_closed()
+
+
 async def main():
     cfg = Cfg({"update.enabled": True, "update.server": A["server"], "update.ip": A.get("ip", ""),
                "update.interval_h": A.get("interval", 24)})
@@ -94,7 +123,9 @@ async def main():
     MEM["base_free"] = gc.mem_free()
     out = {}
     try:
-        if A.get("mode") == "loop":
+        if A.get("mode") == "upload":
+            await upload(keys, out)
+        elif A.get("mode") == "loop":
             out["ok"] = await asyncio.wait_for_ms(f.run(), A["deadline_ms"])
             out["ok"] = f.last[2].split(" -> ")[1].split(":")[0] if f.last else None
         else:
