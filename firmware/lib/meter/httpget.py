@@ -96,7 +96,9 @@ def describe(e, what, timeout_ms):
         code = e.args[0] if e.args else 0
         if code == 111:
             return UpdateError("the update server refused the connection")
-        if code in (32, 104, 103, -0x7880, -0x4C):  # EPIPE, ECONNRESET, ECONNABORTED, TLS EOF
+        # EPIPE, ECONNRESET, ECONNABORTED; mbedTLS: close notify, EOF,
+        # receive failed, connection reset
+        if code in (32, 104, 103, -0x7880, -0x7280, -0x4C, -0x50):
             return UpdateError("the %s cut the connection" % what)
         if code in (-2, -3, -202):
             return UpdateError("the update server's name was not found (DNS)")
