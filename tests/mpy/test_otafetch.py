@@ -152,7 +152,7 @@ def test_a_file_larger_than_the_slot_is_refused_before_downloading():
 
 
 def test_unusable_ca_is_refused_with_a_clear_reason():
-    for ca in (b"not a certificate", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-               b"-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n" * 2):
+    pem = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    for ca in (b"not a certificate", pem, pem * 2):  # garbage, a bad body, two blocks
         e = raises(ota.UpdateError, httpget.context, ca)
         assert "the update server CA is unusable" in str(e), (ca, str(e))
