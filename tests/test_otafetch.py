@@ -94,37 +94,40 @@ def lab(tmp_path_factory):
     d = os.path.join(ROOT, "tests", ".tmp", "otafetch-%d" % os.getpid())
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
-    lb = Lab()
-    lb.dir = d
-    lb.pki = pkimod.make(os.path.join(d, "pki"), "device")
     # throwaway; tools/sign.py refuses private keys inside the repository
     keys = tmp_path_factory.mktemp("otakey")
-    lb.key = str(keys / "k1.pem")
-    sign.keygen(lb.key)
-    lb.modulus = sign.modulus(lb.key)
-    img = imagetool.variant(str(keys / "n1"), N1, trust=[lb.key])[0]
-    lb.file = os.path.join(d, "n1.bin")
-    sign.sign(lb.key, img, lb.file, N1, "host")
-    with open(lb.file, "rb") as f:
-        lb.data = f.read()
-    lb.sha = hashlib.sha256(lb.data).hexdigest()
-    lb.routes = {}
-    lb.hits = {}
-    lb.release = threading.Event()
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(lb.pki.path("broker.crt"), lb.pki.path("broker.key"))
-    srv = Server(("127.0.0.1", 0), Handler)
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    srv.lab = lb
-    lb.port = srv.server_address[1]
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield lb
-    lb.release.set()
-    srv.shutdown()
-    srv.server_close()
-    shutil.rmtree(d, ignore_errors=True)
-    shutil.rmtree(str(keys), ignore_errors=True)
+    srv = None
+    try:  # the test PKI's private keys go, whatever fails
+        lb = Lab()
+        lb.dir = d
+        lb.pki = pkimod.make(os.path.join(d, "pki"), "device")
+        lb.key = str(keys / "k1.pem")
+        sign.keygen(lb.key)
+        lb.modulus = sign.modulus(lb.key)
+        img = imagetool.variant(str(keys / "n1"), N1, trust=[lb.key])[0]
+        lb.file = os.path.join(d, "n1.bin")
+        sign.sign(lb.key, img, lb.file, N1, "host")
+        with open(lb.file, "rb") as f:
+            lb.data = f.read()
+        lb.sha = hashlib.sha256(lb.data).hexdigest()
+        lb.routes = {}
+        lb.hits = {}
+        lb.release = threading.Event()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(lb.pki.path("broker.crt"), lb.pki.path("broker.key"))
+        srv = Server(("127.0.0.1", 0), Handler)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+        srv.lab = lb
+        lb.port = srv.server_address[1]
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        yield lb
+    finally:
+        if srv is not None:
+            srv.lab.release.set()
+            srv.shutdown()
+            srv.server_close()
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(str(keys), ignore_errors=True)
 
 
 def manifest(lab, version=N1, size=None, sha=None, url="/fw/n1.bin"):
