@@ -115,11 +115,12 @@ def lab(tmp_path_factory):
         lb.release = threading.Event()
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(lb.pki.path("broker.crt"), lb.pki.path("broker.key"))
-        srv = Server(("127.0.0.1", 0), Handler)
-        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-        srv.lab = lb
-        lb.port = srv.server_address[1]
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        s = Server(("127.0.0.1", 0), Handler)
+        s.socket = ctx.wrap_socket(s.socket, server_side=True)
+        s.lab = lb
+        lb.port = s.server_address[1]
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+        srv = s  # serving: shutdown() would wait forever for a loop never started
         yield lb
     finally:
         if srv is not None:
