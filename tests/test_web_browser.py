@@ -2,12 +2,11 @@
 driven by Playwright (PyPI) through executable_path, against the
 simulator, which is driven through its buttons for the menu parts.
 
-One simulator and one browser for the module; the tests run in file order
-(each leaves the Web Admin logged in as the next one expects it)."""
+Each test has a simulator and a page of its own: a new meter for the first
+login, else one whose admin has set the password (NEW_PASS) and is logged
+in (the `admin` fixture). They pass alone and in any order."""
 
-import hashlib
 import http.server
-import os
 import re
 import threading
 import time
@@ -15,25 +14,46 @@ import time
 import pytest
 
 from simctl import configure
-from test_web import (NEW_PASS, boot, closed, menu_web_enable, open_settings, port_refuses,
-                      presence_code, to_pages, web_on)
+from test_web import (NEW_PASS, Client, boot, closed, menu_web_enable, open_settings, pbkdf2,
+                      port_refuses, presence_code, to_pages, web_on)
 
 from peers import new_page
 from playwright import sync_api as playwright
 
 
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    s = boot(tmp_path_factory.mktemp("web") / "dev")
+def _boot(state, password=False):
+    if password:
+        configure(state, **{"web.pass": pbkdf2(NEW_PASS)})
+    s = boot(state)
     s.wait_screen("POWER W")
+    return s
+
+
+@pytest.fixture
+def sim(tmp_path):
+    """A new meter: Web Admin off, no password set yet."""
+    s = _boot(tmp_path / "dev")
     yield s
     if s.proc.poll() is None:
         s.kill()
 
 
-@pytest.fixture(scope="module")
-def page(browser, sim):
-    pg = new_page(browser, "http://127.0.0.1:%d" % sim.web_port)
+@pytest.fixture
+def ready(tmp_path):
+    """A meter whose admin has set the password (NEW_PASS); window open."""
+    s = _boot(tmp_path / "dev", password=True)
+    web_on(s)
+    yield s
+    if s.proc.poll() is None:
+        s.kill()
+
+
+@pytest.fixture
+def page(browser, ready):
+    """A page of `ready`'s Web Admin, logged in, on the dashboard."""
+    pg = new_page(browser, "http://127.0.0.1:%d" % ready.web_port)
+    login(pg, NEW_PASS)
+    assert pg.url == pg.base + "/", (pg.url, pg.inner_text("main"))
     yield pg
     pg.context.close()
 
@@ -70,9 +90,10 @@ def csp_violations(page):
     return [p for p in page.problems if "Content Security Policy" in p]
 
 
-# -- the tests, in order ---------------------------------------------------------
+# -- the tests ---------------------------------------------------------
 
-def test_enable_from_the_menu_and_the_forced_password_change(sim, page):
+def test_enable_from_the_menu_and_the_forced_password_change(sim, browser):
+    page = new_page(browser, "http://127.0.0.1:%d" % sim.web_port)
     assert port_refuses(sim.web_port)  # off by default
     lines = menu_web_enable(sim)
     assert re.search(r"On, (10:00|9:5\d) left", lines[1]), lines
@@ -106,9 +127,11 @@ def test_enable_from_the_menu_and_the_forced_password_change(sim, page):
     assert sid["httpOnly"] and sid["sameSite"] == "Strict" and sid["path"] == "/"
     to_pages(sim)
     assert re.search(r"WEB ADMIN \d+:\d\d", sim.screen()[7])  # the countdown
+    page.context.close()
 
 
-def test_logout_and_wrong_password_back_off(sim, page):
+def test_logout_and_wrong_password_back_off(ready, page):
+    sim = ready
     page.goto(page.base + "/")
     page.click("header button")  # Log out
     page.wait_for_url("**/login?m=out")
@@ -129,7 +152,9 @@ def test_logout_and_wrong_password_back_off(sim, page):
     assert page.url == page.base + "/"
 
 
-def test_device_and_security_pages(sim, page):
+def test_device_and_security_pages(ready, page):
+    sim = ready
+    Client(sim.web_port).login(NEW_PASS + "-wrong")  # a failed login, for the audit
     page.goto(page.base + "/device")
     text = page.inner_text("main")
     assert "SIM-" in text and "0.1.0" in text and "Secure boot" in text
@@ -139,7 +164,8 @@ def test_device_and_security_pages(sim, page):
     assert "login" in audit and "fail" in audit and "web-admin" in audit
 
 
-def test_csrf_cross_site_form_and_forged_token_are_refused(sim, page):
+def test_csrf_cross_site_form_and_forged_token_are_refused(ready, page):
+    sim = ready
     gen = sim.state_()["generation"]
     # a page from another origin posting to the device (the browser sends
     # the session cookie along: 127.0.0.1 on another port is the same site)
@@ -162,7 +188,8 @@ def test_csrf_cross_site_form_and_forged_token_are_refused(sim, page):
     assert sim.state_()["generation"] == gen  # nothing was reset
 
 
-def test_counter_reset_cancelled_then_confirmed(sim, page):
+def test_counter_reset_cancelled_then_confirmed(ready, page):
+    sim = ready
     gen = sim.state_()["generation"]
     page.goto(page.base + "/energy")
     page.click("#reset")
@@ -184,7 +211,8 @@ def test_counter_reset_cancelled_then_confirmed(sim, page):
     assert "counter-reset ok" in sim.output()
 
 
-def test_reset_web_password_from_the_menu_ends_sessions(sim, page):
+def test_reset_web_password_from_the_menu_ends_sessions(ready, page):
+    sim = ready
     open_settings(sim)
     sim.select("Security")
     sim.select("Reset Web Pass")
@@ -209,7 +237,8 @@ def test_reset_web_password_from_the_menu_ends_sessions(sim, page):
     assert page.url == page.base + "/"
 
 
-def test_service_switched_off_closes_its_port(sim, page):
+def test_service_switched_off_closes_its_port(ready, page):
+    sim = ready
     page.goto(page.base + "/services")
     assert "Web Admin" in page.inner_text("main")
     page.click("#svc-web-allowed")
@@ -236,10 +265,7 @@ def test_service_switched_off_closes_its_port(sim, page):
 def test_window_end_closes_the_port_and_kills_the_session(browser, tmp_path):
     # The password is stored beforehand, hashed by CPython's own PBKDF2
     # (hashlib): the firmware must accept a hash it did not make itself.
-    salt = os.urandom(16)
-    digest = hashlib.pbkdf2_hmac("sha256", NEW_PASS.encode(), salt, 6000)
-    configure(tmp_path / "dev", **{"web.pass": "pbkdf2-sha256$6000$%s$%s" % (
-        salt.hex(), digest.hex()), "test.web_window_s": 8})
+    configure(tmp_path / "dev", **{"web.pass": pbkdf2(NEW_PASS), "test.web_window_s": 8})
     s = boot(tmp_path / "dev")
     try:
         s.wait_screen("POWER W")
