@@ -3,6 +3,7 @@
 # period, then the REPL follows. argv: SECONDS, then the board's options.
 import sys
 
-from meter import service
+from meter import board, service
 
-service.begin(int(sys.argv.pop(1)))
+_SECONDS = int(sys.argv.pop(1))
+service.begin(_SECONDS, board.load())

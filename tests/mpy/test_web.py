@@ -420,7 +420,7 @@ def test_esp32_wifi_scan_and_access_point():
 
     assert getattr(network, "IS_FAKE", False)
     network._reset()
-    from meter.board.esp32 import _Wifi
+    from meter.board.esp32wifi import Esp32Wifi as _Wifi
 
     w = _Wifi(network, log=lambda m: None)
     sta = network.wlans[0]

@@ -25,7 +25,7 @@ import time
 
 from micropython import const
 
-from meter.board import BTN_DOWN, BTN_OK, BTN_UP
+from meter.board.base import BTN_DOWN, BTN_OK, BTN_UP
 from meter.errors import UserError
 
 HOLD_MS = const(5000)
@@ -119,10 +119,9 @@ class Screen:
 # -- the session ---------------------------------------------------------------
 
 
-def begin(seconds, board_=None):
-    """Start the service period (main.py on the ESP32; tools/service_repl.py
-    on the host), before the REPL opens. board_: the board to use, else
-    built on first use.
+def begin(seconds, board_):
+    """Start the service period (the ESP32 board's service_repl();
+    tools/service_repl.py on the host), before the REPL opens, on board_.
 
     A REPL can do anything, so it must never open on a locked meter's
     configuration: the module lock promises that nobody changes it (or
@@ -161,11 +160,10 @@ def require():
 
 
 def board():
-    global _board
+    # set by begin(); not built here: this module sits below the board
+    # package (meter/board/esp32svc.py calls begin), never above it
     if _board is None:
-        from meter import board as boards
-
-        _board = boards.load()
+        raise ServiceError("service mode was not started on this board")
     return _board
 
 
@@ -182,7 +180,10 @@ def call(name, *args):
             from meter import servicecmd
 
             fn = servicecmd.COMMANDS[name]
-        out = {"ok": fn(board(), *args)}
+        r = fn(board(), *args)
+        if name == "status":  # the session is this module's (servicecmd does not import it)
+            r["service_left_s"] = left_s()
+        out = {"ok": r}
     except Exception as e:  # every refusal goes back to the host as text
         out = {"error": str(e) or type(e).__name__}
     print(MARK + json.dumps(out))

@@ -51,29 +51,17 @@ files                 directory for small files (certificates, keys).
 services()            list of (name, coroutine function) the app runs under
                       its supervisor: the simulator's control socket and
                       keys; the ESP32's clock sync (SNTP, meter/sntp.py).
+
+Boards subclass meter/board/base.py's Board (and their Wi-Fi its Wifi),
+which gives the optional members their defaults: http_bind, api_bind,
+commands/add_command(), services(), forget_ota(); scan() and the setup
+access point (can_ap, ap_start/ap_stop/ap_active/ap_ip). Ask them plainly;
+never probe a board with hasattr().
 """
 
-BTN_UP = 1
-BTN_DOWN = 2
-BTN_OK = 4
-
-
-class Buttons:
-    """What a board's buttons() returns. The debouncer (meter/buttons.py)
-    samples read() every 20 ms; edges() tells it that the level moved in
-    between, so a glitch shorter than a sample period (mains interference
-    repeats every 20 ms) never looks stable. Both are called in the UI's
-    hot path: they must not allocate."""
-
-    def read(self):
-        """Bitmask of the buttons held now."""
-        raise NotImplementedError
-
-    def edges(self):
-        """Bitmask of the buttons whose level changed since the last call,
-        then clear. The default is for a board that cannot see between
-        reads: 0, and only the sampled levels count."""
-        return 0
+# The shared names live in a leaf module that the boards import (no circle
+# through this package's loader); re-exported for the firmware above.
+from meter.board.base import BTN_DOWN, BTN_OK, BTN_UP, Buttons  # noqa: F401
 
 
 def load(name=None, argv=None):

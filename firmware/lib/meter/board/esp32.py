@@ -13,7 +13,7 @@ importing this module (and constructing the board) imports neither
 
 from micropython import const
 
-from meter.board import BTN_DOWN, BTN_OK, BTN_UP, Buttons
+from meter.board.base import BTN_DOWN, BTN_OK, BTN_UP, Board, Buttons
 
 _SPI_ID = const(2)  # VSPI
 _SPI_BAUD = const(200000)
@@ -37,33 +37,6 @@ _PIN_OK = const(25)
 _EPOCH_2000 = const(946684800)
 _VALID_YEAR = const(2025)
 
-# Time sync (meter/sntp.py): the server, unless `ntp.server` in `files`
-# names another (a name or, to avoid a blocking DNS look-up, an IPv4
-# address).
-NTP_SERVER = "pool.ntp.org"
-RESOLVE_AFTER = 3  # failed syncs in a row before the name is looked up again (blocking)
-NTP_FILE = "ntp.server"
-
-# ESP32 (classic) eFuse read registers, DR_REG_EFUSE_BASE = 0x3FF5A000
-# (ESP-IDF components/soc/esp32/include/soc/soc.h, later
-# register/soc/reg_base.h). Fields per ESP-IDF
-# components/soc/esp32/register/soc/efuse_reg.h and
-# components/hal/esp32/include/hal/efuse_ll.h:
-# - EFUSE_BLK0_RDATA0_REG (base + 0x000): EFUSE_RD_FLASH_CRYPT_CNT, bits
-#   [26:20] (7 bits; bit 27 is UART_DOWNLOAD_DIS on ESP32 v3). Flash
-#   encryption is on when an odd number of these bits is set
-#   (esp_flash_encryption_enabled(), esp_flash_encrypt.h).
-# - EFUSE_BLK0_RDATA6_REG (base + 0x018): EFUSE_RD_ABS_DONE_0, bit 4, secure
-#   boot v1 (efuse_ll_get_secure_boot_v1_en); EFUSE_RD_ABS_DONE_1, bit 5,
-#   secure boot v2 (efuse_ll_get_secure_boot_v2_en, ESP32 v3 silicon).
-# Other ESP32 family chips have different eFuse maps: see _is_classic_esp32.
-_EFUSE_BLK0_RDATA0 = const(0x3FF5A000)
-_EFUSE_BLK0_RDATA6 = const(0x3FF5A018)
-_FLASH_CRYPT_CNT_SHIFT = const(20)
-_FLASH_CRYPT_CNT_MASK = const(0x7F)
-_ABS_DONE_0 = const(0x10)
-_ABS_DONE_1 = const(0x20)
-
 # Data partitions the firmware uses, with the size of the file that stands
 # in for one when the flashed partition table lacks it (firmware/boards/METER_ESP32/partitions.csv).
 _FALLBACK_SIZES = (
@@ -74,19 +47,14 @@ _FALLBACK_SIZES = (
     ("tokens", 0x4000),
 )
 _BLOCK = const(4096)
-_SUBTYPE_DATA_OTA = const(0x00)  # otadata
-_SUBTYPE_OTA_0 = const(0x10)
 
 
-class Esp32Board:
+class Esp32Board(Board):
     name = "esp32"
     files = "/data"
-    # the Web Admin's address (meter/web): every interface, port 80
-    http_bind = ("0.0.0.0", 80)
-    # Time sync: hourly keeps the RTC well inside TOTP's 30 s steps; on
-    # failure retry after 2 s, doubling (with jitter) up to 10 min, so that a
-    # fleet does not hammer a server that is down or says RATE. Class
-    # attributes so that tests can shorten them.
+    # Time sync (meter/board/esp32time.py): hourly keeps the RTC well inside
+    # TOTP's 30 s steps; on failure retry after 2 s, doubling (with jitter)
+    # up to 10 min. Class attributes so that tests can shorten them.
     ntp_port = 123
     ntp_timeout_ms = 2000
     ntp_resync_ms = 3600000
@@ -114,7 +82,6 @@ class Esp32Board:
         # time sync state, for the log and later the UIs
         self.ntp_synced = None  # Unix time of the last good sync
         self.ntp_error = None  # why the last attempt failed (text), or None
-        self._ntp_addr = None  # (server, resolved address): DNS once, not hourly
 
     # --- hardware -------------------------------------------------------
 
@@ -197,20 +164,19 @@ class Esp32Board:
     def ota(self):
         o = self._ota
         if o is None:
-            o = self._ota = _Ota()
-        return o
+            from meter.board.esp32ota import Esp32Ota
 
-    def forget_ota(self):
-        """Drop the app-slot objects until ota() is asked again (the start-up
-        check is their only user in normal running)."""
-        self._ota = None
+            o = self._ota = Esp32Ota()
+        return o
 
     def wifi(self):
         w = self._wifi
         if w is None:
             import network
 
-            w = self._wifi = _Wifi(network, self.log)
+            from meter.board.esp32wifi import Esp32Wifi
+
+            w = self._wifi = Esp32Wifi(network, self.log)
         return w
 
     # --- clock ----------------------------------------------------------
@@ -248,63 +214,18 @@ class Esp32Board:
         machine.RTC().datetime((tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], us))
 
     def ntp_server(self):
-        """The server to ask: the first line of `files`/ntp.server, else
-        NTP_SERVER. Read at every sync, so a new file needs no restart."""
-        try:
-            with open(self.files + "/" + NTP_FILE) as f:
-                s = f.readline(80).strip()
-        except (OSError, UnicodeError):
-            s = ""
-        return s or NTP_SERVER
+        """The server the next sync asks (meter/board/esp32time.py)."""
+        from meter.board.esp32time import server
+
+        return server(self.files)
 
     async def time_sync(self):
-        """The clock service: SNTP once Wi-Fi is connected, then every
-        ntp_resync_ms; on failure retry with growing, jittered delays.
-        Never returns."""
-        import asyncio
+        """The clock service (meter/board/esp32time.py). Never returns."""
+        from meter.board.esp32time import run
 
-        from meter import sntp
-        from meter.backoff import jitter
-
-        retry = self.ntp_retry_ms
-        fails = 0
-        while True:
-            if self.wifi().status() != "connected":
-                await asyncio.sleep_ms(self.ntp_wifi_poll_ms)
-                continue
-            server = self.ntp_server()
-            try:
-                na = self._ntp_addr
-                if na is None or na[0] != server:
-                    # Blocks the loop for a name (see meter/sntp.py): once,
-                    # then again only after RESOLVE_AFTER failures in a row.
-                    na = self._ntp_addr = (server, sntp.address(server, self.ntp_port))
-                sec, us = await sntp.query(server, self.ntp_port, self.ntp_timeout_ms, na[1])
-            except sntp.SntpError as e:
-                fails += 1
-                if fails % RESOLVE_AFTER == 0:
-                    self._ntp_addr = None  # the pool may have moved: resolve again
-                self.ntp_error = str(e)
-                ms = jitter(retry)
-                self.log("time: %s; retry in %d s" % (e, (ms + 999) // 1000))
-                await asyncio.sleep_ms(ms)
-                retry = min(retry * 2, self.ntp_retry_max_ms)
-                continue
-            was_valid = self.time_valid()
-            step = sec - self.time()
-            self.set_time(sec, us)
-            self.ntp_synced = sec
-            self.ntp_error = None
-            retry = self.ntp_retry_ms
-            fails = 0
-            if not was_valid:
-                self.log("time: set from %s" % server)
-            elif not -2 <= step <= 2:
-                self.log("time: corrected by %d s from %s" % (step, server))
-            await asyncio.sleep_ms(self.ntp_resync_ms)
+        await run(self)
 
     def services(self):
-        """(name, coroutine function) pairs the app runs under its supervisor."""
         return [("time", self.time_sync)]
 
     # --- system ---------------------------------------------------------
@@ -344,54 +265,9 @@ class Esp32Board:
         return s
 
     def security_state(self):
-        if not _is_classic_esp32(self._mcu or _machine_name()):
-            # Another chip of the family: the registers below mean something
-            # else there, so say we cannot tell.
-            return {"secure_boot": None, "flash_encryption": None}
-        import machine
+        from meter.board.esp32sec import security_state
 
-        mem = machine.mem32
-        return decode_efuses(mem[_EFUSE_BLK0_RDATA0], mem[_EFUSE_BLK0_RDATA6])
-
-
-def decode_efuses(rdata0, rdata6):
-    """Security state from EFUSE_BLK0_RDATA0_REG and _RDATA6_REG (ESP32)."""
-    cnt = (rdata0 >> _FLASH_CRYPT_CNT_SHIFT) & _FLASH_CRYPT_CNT_MASK
-    ones = 0
-    while cnt:
-        ones += cnt & 1
-        cnt >>= 1
-    return {
-        "secure_boot": bool(rdata6 & (_ABS_DONE_0 | _ABS_DONE_1)),
-        "flash_encryption": bool(ones & 1),
-    }
-
-
-def _machine_name():
-    import sys
-
-    m = getattr(sys.implementation, "_machine", None)
-    if m is None:
-        import os
-
-        m = os.uname().machine
-    return m
-
-
-def _is_classic_esp32(machine_name):
-    """True for the original ESP32 (not S2/S3/C2/C3/C5/C6/C61/H2/P4).
-
-    MicroPython names the machine "<board> with <MCU>", MCU being "ESP32" on
-    the original chip and e.g. "ESP32S3" or "ESP32C3" on the others. Custom
-    boards may spell it "ESP32-D0WD", "ESP32-PICO-D4" or "ESP32-S3".
-    """
-    mcu = machine_name.rsplit(" with ", 1)[-1].upper().replace("-", "").replace("_", "")
-    if not mcu.startswith("ESP32"):
-        return False
-    rest = mcu[5:]
-    # A family letter followed by a digit (S3, C6, H2, P4) is another chip;
-    # D0WD, PICO, WROVER... are packages and modules of the original one.
-    return not (len(rest) >= 2 and rest[0] in "SCHP" and rest[1] in "0123456789")
+        return security_state(self._mcu)
 
 
 def _mkdir(path):
@@ -401,52 +277,6 @@ def _mkdir(path):
         os.mkdir(path)
     except OSError:  # exists already (EEXIST)
         pass
-
-
-class _Ota:
-    """The app slots: esp32.Partition itself (ESP-IDF writes otadata and
-    checks the image in set_boot()); the state of the running image is read
-    from otadata with meter/otadata.py, which MicroPython does not expose."""
-
-    def running(self):
-        import esp32
-
-        return esp32.Partition(esp32.Partition.RUNNING)
-
-    def next_update(self):
-        return self.running().get_next_update()
-
-    def mark_app_valid_cancel_rollback(self):
-        import esp32
-
-        try:
-            esp32.Partition.mark_app_valid_cancel_rollback()
-            return True
-        except OSError:  # -261: this build has no rollback
-            return False
-
-    @property
-    def otadata(self):
-        """otadata through meter/otadata.py (None without one): what the
-        firmware reports about a rollback (meter/otastatus.py)."""
-        import esp32
-
-        from meter.otadata import Otadata
-
-        found = esp32.Partition.find(esp32.Partition.TYPE_DATA, _SUBTYPE_DATA_OTA)
-        return Otadata(found[0]) if found else None
-
-    def running_state(self):
-        import esp32
-
-        from meter.otadata import STATE_NAMES, Otadata
-
-        found = esp32.Partition.find(esp32.Partition.TYPE_DATA, _SUBTYPE_DATA_OTA)
-        slot = self.running().info()[1] - _SUBTYPE_OTA_0
-        if not found or not 0 <= slot < 2:  # no otadata, or a factory app
-            return None
-        st = Otadata(found[0]).slot_state(slot)
-        return None if st == 0xFFFFFFFF else STATE_NAMES[st]
 
 
 class _MeterSpi:
@@ -516,146 +346,3 @@ class _Buttons(Buttons):
         if not self._ok.value():
             m |= BTN_OK
         return m
-
-
-class _Wifi:
-    """The Wi-Fi station, never blocking: attempts are started, not awaited.
-
-    Beyond the board interface (`status()`, `ip()`): `connect(ssid, key)`
-    stores the credentials and starts an attempt; `connect()` starts another
-    with the stored ones (after "failed"); `disconnect()` forgets them.
-    For the Wi-Fi setup (meter/web): `scan()` lists the networks in range
-    (blocks for about 2 s: the port's scan is synchronous), and
-    `ap_start(ssid, key)` / `ap_stop()` / `ap_active()` / `ap_ip()` run a
-    WPA2-PSK access point on the AP interface beside the station.
-    The driver retries `reconnects` times after a drop or a failure and then
-    gives up, so that a wrong password shows as "failed" and not as
-    "connecting" for ever; the caller decides when to try again.
-    """
-
-    def __init__(self, network, log=print, reconnects=5):
-        self._net = network
-        self._log = log
-        self._wlan = network.WLAN(network.STA_IF)
-        self._reconnects = reconnects
-        self._ssid = None
-        self._key = None
-        self._error = False
-
-    def connect(self, ssid=None, key=None):
-        if ssid is not None:
-            self._ssid = ssid
-            self._key = key
-        if not self._ssid:
-            return False
-        w = self._wlan
-        net = self._net
-        try:
-            if not w.active():
-                w.active(True)
-            try:
-                w.config(reconnects=self._reconnects)
-            except (ValueError, TypeError, OSError):
-                pass  # firmware without the option: retries for ever
-            if w.status() in (net.STAT_CONNECTING, net.STAT_GOT_IP):
-                w.disconnect()  # connect() while connecting raises on ESP32
-            w.connect(self._ssid, self._key)
-        except OSError as e:
-            self._error = True
-            self._log("wifi: could not start a connection: %r" % (e,))
-            return False
-        self._error = False
-        return True
-
-    def disconnect(self):
-        self._ssid = self._key = None
-        self._error = False
-        w = self._wlan
-        try:
-            if w.active():
-                w.disconnect()
-        except OSError:
-            pass
-
-    def status(self):
-        w = self._wlan
-        net = self._net
-        s = w.status()
-        if s == net.STAT_GOT_IP:
-            return "connected"
-        if not self._ssid:
-            return "not configured"
-        if self._error:
-            return "failed"
-        if s == net.STAT_CONNECTING:
-            return "connecting"
-        # STAT_IDLE (nothing under way, e.g. the interface was switched off)
-        # or a driver error code (no AP, wrong password, ...) after the
-        # retries ran out.
-        return "failed"
-
-    def ip(self):
-        w = self._wlan
-        if not w.isconnected():
-            return None
-        try:
-            addr = w.ipconfig("addr4")[0]
-        except (AttributeError, ValueError, TypeError):
-            addr = w.ifconfig()[0]  # firmware before network.ipconfig
-        if not addr or addr == "0.0.0.0":
-            return None
-        return addr
-
-    def scan(self):
-        w = self._wlan
-        if not w.active():
-            w.active(True)
-        out = []
-        for e in w.scan():  # (ssid, bssid, channel, RSSI, security, hidden)
-            try:
-                ssid = e[0].decode()
-            except UnicodeError:
-                continue
-            if ssid and not e[5]:
-                out.append({"ssid": ssid, "rssi": e[3], "auth": _AUTH.get(e[4], "secured")})
-        return out
-
-    def ap_start(self, ssid, key):
-        if not 8 <= len(key) <= 63:
-            raise ValueError("WPA2 needs a key of 8 to 63 characters")
-        net = self._net
-        ap = self._ap = net.WLAN(net.AP_IF)
-        ap.active(True)
-        wpa2 = getattr(net, "AUTH_WPA2_PSK", 3)
-        try:
-            ap.config(ssid=ssid, key=key, security=wpa2)
-        except (ValueError, TypeError, OSError):  # firmware before the new names
-            ap.config(essid=ssid, password=key, authmode=wpa2)
-        self._log("wifi: setup access point %s on" % ssid)
-
-    def ap_stop(self):
-        ap = getattr(self, "_ap", None)
-        if ap is not None:
-            try:
-                ap.active(False)
-            except OSError:
-                pass
-            self._ap = None
-
-    def ap_active(self):
-        ap = getattr(self, "_ap", None)
-        return ap is not None and ap.active()
-
-    def ap_ip(self):
-        ap = getattr(self, "_ap", None)
-        if ap is None:
-            return None
-        try:
-            return ap.ipconfig("addr4")[0]
-        except (AttributeError, ValueError, TypeError):
-            return ap.ifconfig()[0]
-
-
-# network.WLAN.scan() security codes (esp32 port: wifi_auth_mode_t)
-_AUTH = {0: "open", 1: "WEP", 2: "WPA", 3: "WPA2", 4: "WPA/WPA2", 5: "WPA2-Enterprise",
-         6: "WPA3", 7: "WPA2/WPA3"}

@@ -29,13 +29,9 @@ import os
 import sys
 import time
 
-import framebuf
-
-from meter.board import BTN_DOWN, BTN_OK, BTN_UP, Buttons
+from meter.board.base import BTN_DOWN, BTN_OK, BTN_UP, Board, Buttons
 from meter.board.flashfile import FilePartition
-
-W = 128
-H = 64
+from meter.board.hostwifi import HostWifi
 PARTITIONS = {"counters": 64 * 1024, "config": 16 * 1024, "audit": 16 * 1024,
               "state": 16 * 1024, "tokens": 16 * 1024}
 _BTN = {"up": BTN_UP, "down": BTN_DOWN, "ok": BTN_OK}
@@ -64,8 +60,9 @@ def _opts(argv):
     return o
 
 
-class HostBoard:
+class HostBoard(Board):
     name = "host"
+    commands = True  # the control socket (--control) takes add_command()'s
 
     def __init__(self, argv):
         o = self.opts = _opts(argv)
@@ -107,6 +104,8 @@ class HostBoard:
 
     def display(self):
         if self._display is None:
+            from meter.board.hostdisplay import HostDisplay
+
             self._display = HostDisplay(self.interactive, self.opts["term"])
         return self._display
 
@@ -130,11 +129,6 @@ class HostBoard:
 
             o = self._ota = HostOta(self.files, delay_us=self.opts["flash_delay_us"])
         return o
-
-    def forget_ota(self):
-        """Drop the app-slot objects until ota() is asked again (the start-up
-        check is their only user in normal running)."""
-        self._ota = None
 
     def wifi(self):
         return self._wifi
@@ -256,7 +250,7 @@ class HostBoard:
         if fn is None:
             return {"error": "unknown command " + cmd}
         r = fn(args)
-        if hasattr(r, "send"):  # a coroutine
+        if isinstance(r, _COROUTINE):  # an async command
             r = await r
         return r
 
@@ -303,6 +297,13 @@ class HostBoard:
 
 
 _restore = []
+
+
+async def _coro():
+    pass
+
+
+_COROUTINE = type(_coro())  # MicroPython: a generator; CPython would say coroutine
 
 
 _REPLY = 2048  # largest control-socket reply (the state snapshot is ~1.2 KB)
@@ -365,82 +366,6 @@ class HostButtons(Buttons):
         return e
 
 
-# Networks the simulated station finds: (ssid, rssi dBm, auth, key). "sim"
-# and HomeNet are the networks the tests use.
-SIM_NETWORKS = (
-    ("HomeNet", -48, "WPA2", "secret-key"),
-    ("sim", -55, "open", ""),
-    ("Neighbour-5G", -71, "WPA2", "not-yours-1"),
-    ("CafeGuest", -83, "open", ""),
-)
-
-
-class HostWifi:
-    """Simulated Wi-Fi, the same API as the esp32 board's: a station that
-    joins one of the networks in range (SIM_NETWORKS, or the list in
-    `sim_path`, JSON [[ssid, rssi, auth, key], ...]) only with its key (any
-    key for an open one), and an access point for the Wi-Fi setup.
-
-    `connect(ssid, key)` joins or fails at once ("failed": unknown network or
-    wrong key), `disconnect()` forgets the credentials, `scan()` lists the
-    networks, `ap_start(ssid, key)` / `ap_stop()` / `ap_active()` /
-    `ap_ip()` run the access point."""
-
-    def __init__(self, sim_path=None):
-        self._ssid = None
-        self._key = ""
-        self._ok = False
-        self._ap = None
-        self._nets = SIM_NETWORKS
-        if sim_path:
-            try:
-                with open(sim_path) as f:
-                    self._nets = tuple(tuple(n) for n in json.load(f))
-            except (OSError, ValueError):
-                pass
-
-    def connect(self, ssid=None, key=None):
-        if ssid is not None:
-            self._ssid = ssid
-            self._key = key or ""
-        if not self._ssid:
-            return False
-        self._ok = False
-        for name, _, auth, k in self._nets:
-            if name == self._ssid and (auth == "open" or k == self._key):
-                self._ok = True
-        return True
-
-    def disconnect(self):
-        self._ssid = None
-        self._ok = False
-
-    def status(self):
-        if not self._ssid:
-            return "not configured"
-        return "connected" if self._ok else "failed"
-
-    def ip(self):
-        return "127.0.0.1" if self._ssid and self._ok else None
-
-    def scan(self):
-        return [{"ssid": n[0], "rssi": n[1], "auth": n[2]} for n in self._nets]
-
-    def ap_start(self, ssid, key):
-        if not 8 <= len(key) <= 63:
-            raise ValueError("WPA2 needs a key of 8 to 63 characters")
-        self._ap = (ssid, key)
-
-    def ap_stop(self):
-        self._ap = None
-
-    def ap_active(self):
-        return self._ap is not None
-
-    def ap_ip(self):
-        return "192.168.4.1" if self._ap else None
-
-
 class HostWatchdog:
     """Counts the resets a real watchdog would have done (loop stalled)."""
 
@@ -457,51 +382,3 @@ class HostWatchdog:
 
             log.warn("watchdog: fed after %d ms (device would reset)" % time.ticks_diff(now, self.last))
         self.last = now
-
-
-class HostDisplay:
-    def __init__(self, terminal, size=None):
-        self.buf = bytearray(W * H // 8)
-        self.fb = framebuf.FrameBuffer(self.buf, W, H, framebuf.MONO_VLSB)
-        self.terminal = terminal
-        self._shown = bytearray(len(self.buf))
-        self.frames = 0
-        self.mode = None
-        if terminal:
-            from meter.board import hostterm
-
-            self.size = hostterm.parse(size)
-            self.mode = hostterm.mode(self.size)
-            sys.stdout.write("\x1b[2J\x1b[?25l")
-            if self.mode == hostterm.SMALL:
-                sys.stdout.write(hostterm.too_small(self.size))
-
-    def show(self):
-        if self._shown == self.buf:
-            return
-        self._shown[:] = self.buf
-        self.frames += 1
-        if self.terminal:
-            self._draw()
-
-    def _draw(self):
-        from meter.board import hostterm
-
-        if self.mode != hostterm.SMALL:
-            cells = self.cells() if self.mode == hostterm.TEXT else None
-            sys.stdout.write(hostterm.frame(self.fb.pixel, self.mode, cells))
-
-    def cells(self):
-        from meter.board import hostterm
-
-        return hostterm.cells(self._shown)
-
-    def text(self):
-        """What the shown frame says, as 8 lines of 16 characters (inverted
-        cells read as the same character)."""
-        return ["".join(ch for ch, _ in row) for row in self.cells()]
-
-    def png(self, path, scale=4):
-        from meter.board.png import write_mono
-
-        write_mono(path, self._shown, W, H, scale)
