@@ -43,14 +43,7 @@ PENDING_FEATURES = {
     },
     "hasattr": {"meter.web", "meter.app"},
 }
-# Branch `splits` itself, emptied commit by commit on that branch.
-PENDING_SPLITS = {
-    "big": {"meter.logstore", "meter.mqtt", "meter.mqttlink"},
-    "cycles": set(),
-    "hasattr": {"meter.atm90e32", "meter.crypto"},
-}
-PENDING = {k: PENDING_WEBROUTES[k] | PENDING_FEATURES[k] | PENDING_SPLITS[k]
-           for k in PENDING_WEBROUTES}
+PENDING = {k: PENDING_WEBROUTES[k] | PENDING_FEATURES[k] for k in PENDING_WEBROUTES}
 
 
 def modules():

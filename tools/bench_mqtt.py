@@ -58,7 +58,7 @@ from mqttlab import SECRET, SERIAL, Cloud, Mosquitto, MqttSim, provision  # noqa
 
 BARE = r"""
 import asyncio, gc, json, time
-from meter import mqtt
+from meter import mqtt, mqtttls
 d = %(dir)r + "/"
 def rd(n):
     with open(d + n, "rb") as f:
@@ -74,7 +74,7 @@ async def probe():
 async def main():
     p = asyncio.create_task(probe())
     await asyncio.sleep_ms(20)
-    ctx = mqtt.tls_context(rd("server-ca.crt"), rd("device.crt"), rd("device.key"))
+    ctx = mqtttls.tls_context(rd("server-ca.crt"), rd("device.crt"), rd("device.key"))
     hs = []
     hs_stall = 0
     for i in range(%(n)d):

@@ -16,7 +16,7 @@ import time
 
 from upytest import tmpdir
 
-from meter import cloudcmd, mqtt
+from meter import cloudcmd, mqtt, mqtttls
 from meter.audit import AuditLog
 from meter.lock import ModuleLock
 from meter.state import State
@@ -251,14 +251,14 @@ def test_describe_gives_clear_statuses():
         (asyncio.TimeoutError(), "timeout"),
     ]
     for e, want in cases:
-        short, detail = mqtt.describe(e)
+        short, detail = mqtttls.describe(e)
         assert short == want, (e, short)
         assert len(short) <= 16 and detail  # one display line
 
 
 def test_tls_context_refuses_garbage_files():
     try:
-        mqtt.tls_context(b"not a cert", b"x", b"y")
+        mqtttls.tls_context(b"not a cert", b"x", b"y")
     except ValueError:
         return
     raise AssertionError("garbage accepted")

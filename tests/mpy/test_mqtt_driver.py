@@ -18,7 +18,7 @@ import time
 from umqtt import robust
 from upytest import raises
 
-from meter import mqtt
+from meter import mqtt, mqtttls
 from test_mqtt import (DISCONNECT, PINGREQ, connect_packet, puback_packet, publish_packet,
                        subscribe_packet)
 
@@ -245,7 +245,7 @@ def test_silent_broker_times_out_in_asyncio_never_sleeps():
             dt = time.ticks_diff(time.ticks_ms(), t0)
             assert 250 <= dt < 600, dt
             assert bytes(net.out) == connect_packet("T-1", 60, WILL, b"offline", True, 1)
-            assert mqtt.describe(asyncio.TimeoutError())[0] == "timeout"
+            assert mqtttls.describe(asyncio.TimeoutError())[0] == "timeout"
         # CONNACK, then no SUBACK
         net = Net(CONNACK)
         s = session(net)
@@ -276,7 +276,7 @@ def test_refusals_go_through_umqtt_checks():
 
     e = asyncio.run(connect(b"\x20\x02\x00\x05"))
     assert isinstance(e, mqtt.Refused) and e.short == "not authorised", e
-    assert mqtt.describe(e)[0] == "not authorised"
+    assert mqtttls.describe(e)[0] == "not authorised"
     e = asyncio.run(connect(b"\x20\x02\x00\x02"))
     assert e.short == "id rejected", e
     e = asyncio.run(connect(b"\xd0\x00"))  # not a CONNACK

@@ -236,8 +236,7 @@ class ATM90E32:
         w = self._write
         rd = self._read
         w(_SOFTRESET, _RESET_CODE)
-        if hasattr(time, "sleep_ms"):
-            time.sleep_ms(6)  # the chip needs 5 ms after a reset
+        time.sleep_ms(6)  # the chip needs 5 ms after a reset
         cfg = [
             (_METEREN, 1),
             (_PLCONSTH, PL_CONST >> 16),

@@ -55,9 +55,13 @@ class _Hash:
 
 
 def _digestmod(algo):
-    if algo not in _SIZES or not hasattr(hashlib, algo):
-        raise ValueError("unsupported hash algorithm: %r" % (algo,))
-    return lambda data=b"": _Hash(algo, data)
+    try:
+        if algo in _SIZES:
+            getattr(hashlib, algo)  # this port's hashlib may lack it (sha512)
+            return lambda data=b"": _Hash(algo, data)
+    except AttributeError:
+        pass
+    raise ValueError("unsupported hash algorithm: %r" % (algo,))
 
 
 def hmac_digest(key, msg, algo="sha256"):

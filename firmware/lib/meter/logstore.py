@@ -44,67 +44,14 @@ until their block comes round again: the audit log reads them all, the
 counter and settings stores only the newest.
 """
 
-import io
 import json
 import struct
 from binascii import crc32
 
-MAGIC = 0x5A17
-ALIGN = 32
-_HDR = "<HBBIH"
-HDR_SIZE = 10  # struct.calcsize(_HDR)
-CRC_SIZE = 4
-TAIL_SIZE = 4
-F_TAIL = 1  # flags: a u32 tail fingerprint precedes the CRC
-MARKER = 0  # kind of the format marker
-_CHUNK = 256
-
-
-# One record buffer for every store, allocated with the first store (at
-# start-up, while the heap is one free block) and big enough for a whole
-# block. An append never yields, so stores never share it at once; a
-# settings or token record (up to a few KB) is therefore built, written and
-# read back without one multi-KB allocation on a fragmented heap.
-_rec = None
-_cmp = bytearray(_CHUNK)
-
-
-def _record_buffer(n):
-    global _rec
-    if _rec is None or len(_rec) < n:
-        _rec = bytearray(n)
-    return _rec
-
-
-class _Into(io.IOBase):
-    """A stream json.dump() writes into the record buffer, from `at` up to
-    `end` (ValueError past it: the record would not fit a block)."""
-
-    def __init__(self, buf, at, end):
-        self.buf, self.n, self.end = buf, at, end
-
-    def write(self, data):
-        k = len(data)
-        if self.n + k > self.end:
-            raise ValueError("record too large")
-        self.buf[self.n:self.n + k] = data
-        self.n += k
-        return k
-
-
-def record_size(n, flags=0):
-    size = HDR_SIZE + n + (TAIL_SIZE if flags & F_TAIL else 0) + CRC_SIZE
-    return (size + ALIGN - 1) // ALIGN * ALIGN
-
-
-def erased_noise(part):
-    """Whether erased bytes of `part` may not read as 0xFF: an encrypted
-    esp32.Partition (info()[5]; ESP-IDF sets it only while flash encryption
-    is on) or a FilePartition(erased_noise=True)."""
-    try:
-        return bool(part.info()[5])
-    except Exception:
-        return False
+# the record format (meter/logrec.py)
+from meter.logrec import (ALIGN, CHUNK, CRC_SIZE, F_TAIL, HDR, HDR_SIZE, MAGIC, MARKER,
+                          TAIL_SIZE, Into, cmp_buffer, erased, erased_noise, marker_unit,
+                          record_buffer, record_size)
 
 
 class LogStore:
@@ -117,7 +64,7 @@ class LogStore:
         self.noise = erased_noise(part)
         self._flags = F_TAIL if self.noise else 0
         self.max_payload = self.bs - HDR_SIZE - CRC_SIZE - (TAIL_SIZE if self.noise else 0)
-        _record_buffer(self.bs)
+        record_buffer(self.bs)
         self.writes = 0
         self.erases = 0
         self.load()
@@ -168,7 +115,7 @@ class LogStore:
                 off += size
             free = None
             if off + ALIGN <= bs:  # `unit` holds what stopped the scan
-                if not noise and _erased(unit) and self._rest_erased(b, off + ALIGN):
+                if not noise and erased(unit) and self._rest_erased(b, off + ALIGN):
                     free = off
                 elif self._torn_marker(b, off, unit):
                     self.damaged += 1  # an interrupted format: still blank
@@ -193,8 +140,8 @@ class LogStore:
 
     def _chunks(self, b, off):
         """Yield memoryviews over the rest of block b from off, read in
-        _CHUNK-byte pieces into one buffer."""
-        buf = bytearray(min(_CHUNK, self.bs - off))
+        CHUNK-byte pieces into one buffer."""
+        buf = bytearray(min(CHUNK, self.bs - off))
         while off < self.bs:
             n = min(len(buf), self.bs - off)
             mv = memoryview(buf)[:n]
@@ -206,7 +153,7 @@ class LogStore:
         if off >= self.bs:
             return True
         for mv in self._chunks(b, off):
-            if not _erased(mv):
+            if not erased(mv):
                 return False
         return True
 
@@ -219,7 +166,7 @@ class LogStore:
 
     def _record_like(self, head):
         """A record header, valid or not (remnant of a torn/damaged record)."""
-        magic, kind, flags, seq, n = struct.unpack_from(_HDR, head)
+        magic, kind, flags, seq, n = struct.unpack_from(HDR, head)
         return magic == MAGIC and not flags & ~F_TAIL and n <= self.max_payload
 
     def _torn_marker(self, b, off, head):
@@ -233,9 +180,9 @@ class LogStore:
         if self.noise:
             if not self._record_like(head):
                 return False
-            magic, kind, flags, seq, n = struct.unpack_from(_HDR, head)
+            magic, kind, flags, seq, n = struct.unpack_from(HDR, head)
             return kind == MARKER and not seq and not n
-        m = _marker_unit()
+        m = marker_unit()
         for i in range(ALIGN):
             if head[i] & m[i] != m[i]:
                 return False
@@ -244,7 +191,7 @@ class LogStore:
     def _parse(self, b, off, head):
         """Validate the record at (b, off); head holds its first ALIGN bytes.
         Returns (seq, kind, size, tail) or None."""
-        magic, kind, flags, seq, n = struct.unpack_from(_HDR, head)
+        magic, kind, flags, seq, n = struct.unpack_from(HDR, head)
         if magic != MAGIC or flags & ~F_TAIL:
             return None
         size = record_size(n, flags)
@@ -262,7 +209,7 @@ class LogStore:
     def _payload(self, b, off):
         head = bytearray(HDR_SIZE)
         self.part.readblocks(b, head, off)
-        _, kind, _, seq, n = struct.unpack(_HDR, head)
+        _, kind, _, seq, n = struct.unpack(HDR, head)
         data = bytearray(n)
         self.part.readblocks(b, data, off + HDR_SIZE)
         return seq, kind, bytes(data)
@@ -329,9 +276,9 @@ class LogStore:
         return False
 
     def _put(self, kind, payload, obj=None):
-        rec = _record_buffer(self.bs)
+        rec = record_buffer(self.bs)
         if obj is not None:
-            w = _Into(rec, HDR_SIZE, HDR_SIZE + self.max_payload)
+            w = Into(rec, HDR_SIZE, HDR_SIZE + self.max_payload)
             json.dump(obj, w)
             n = w.n - HDR_SIZE
         else:
@@ -361,7 +308,7 @@ class LogStore:
             seq = self.seq + 1
             self.seq = seq  # used even if the write fails: never issued twice
         rec = memoryview(rec)[:size]
-        struct.pack_into(_HDR, rec, 0, MAGIC, kind, flags, seq, n)
+        struct.pack_into(HDR, rec, 0, MAGIC, kind, flags, seq, n)
         p = HDR_SIZE + n
         tail = None
         if flags:
@@ -390,9 +337,9 @@ class LogStore:
 
     def _programmed(self, b, off, rec):
         """Read the record back piece by piece: True if it is as written."""
-        for i in range(0, len(rec), _CHUNK):
-            k = min(_CHUNK, len(rec) - i)
-            back = memoryview(_cmp)[:k]
+        for i in range(0, len(rec), CHUNK):
+            k = min(CHUNK, len(rec) - i)
+            back = memoryview(cmp_buffer())[:k]
             self.part.readblocks(b, back, off + i)
             for j in range(k):
                 if back[j] != rec[i + j]:
@@ -404,18 +351,3 @@ class LogStore:
         as long as no write fails or is cut: each that does leaves the rest
         of its block unused (docs/energy.md)."""
         return (self.nblocks - 1) * (self.bs // record_size(payload_len, self._flags))
-
-
-def _marker_unit():
-    """The format marker as plain flash holds it (one ALIGN unit)."""
-    u = bytearray(b"\xff" * ALIGN)
-    struct.pack_into(_HDR, u, 0, MAGIC, MARKER, 0, 0, 0)
-    struct.pack_into("<I", u, HDR_SIZE, crc32(memoryview(u)[:HDR_SIZE]))
-    return u
-
-
-def _erased(buf):
-    for x in buf:
-        if x != 0xFF:
-            return False
-    return True

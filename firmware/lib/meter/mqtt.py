@@ -14,7 +14,7 @@ bytes.
   writes to the TLS stream (one write per call, a bounded drain).
 - `Pipe.read()` serves bytes an asyncio task has already received into a
   fixed rx buffer; it never waits: with nothing (more) there it raises
-  `_Short`, which is not an OSError, so robust's retry loops let it pass.
+  `Short`, which is not an OSError, so robust's retry loops let it pass.
 - `wait_msg()` is called only once a complete packet is buffered, with
   reads limited to that packet: it cannot run short or read into the next.
 - `connect()` and `subscribe()` write a request and then read its answer:
@@ -41,14 +41,19 @@ QoS 1 one is still acked); the callback then gets None as payload.
 import asyncio
 import time
 
-from umqtt import robust, simple
+from micropython import const
+from umqtt import simple
 
+# the pipe and the errors (meter/mqttpipe.py); MqttError and Refused are
+# what callers of this module catch
+from meter.mqttpipe import MAX_IN, Client, MqttError, Net, Pipe, Refused, Short  # noqa: F401
+
+# Plain names, not const(): tests shorten the two timeouts.
 CONNECT_TIMEOUT_S = 20  # TCP + TLS handshake + CONNACK (slow on an ESP32)
-SEND_TIMEOUT_S = 10  # a send that cannot drain by then means a dead link
 ACK_TIMEOUT_S = 10  # SUBACK
-MAX_IN = 1400  # largest incoming packet body held in RAM (a command is <= 1024)
-MAX_TOPIC = 128
-INBOX_MAX = 4  # PUBLISHes umqtt delivered before the session task took them
+SEND_TIMEOUT_S = const(10)  # a send that cannot drain by then means a dead link
+MAX_TOPIC = const(128)
+INBOX_MAX = const(4)  # PUBLISHes umqtt delivered before the session task took them
 
 # CONNACK return code -> (short for the display, long)
 CONNACK_ERRORS = {
@@ -58,188 +63,6 @@ CONNACK_ERRORS = {
     4: ("bad credentials", "bad user name or password"),
     5: ("not authorised", "not authorised"),
 }
-
-
-class MqttError(Exception):
-    """Protocol-level failure: MqttError(long text, short text)."""
-
-    def __init__(self, msg, short="MQTT error"):
-        super().__init__(msg)
-        self.short = short
-
-
-class Refused(MqttError):
-    """The broker answered CONNECT with a refusal (CONNACK return code)."""
-
-
-class _Short(Exception):
-    """umqtt asked the pipe for bytes that are not buffered (yet). Not an
-    OSError on purpose: robust's publish()/wait_msg() retry loops catch
-    OSError only."""
-
-
-# -- the pipe: umqtt's socket ------------------------------------------------------
-
-
-class Pipe:
-    """Socket-like object for umqtt (write, read, setblocking, connect,
-    close), backed by a tx bytearray and a fixed rx buffer."""
-
-    def __init__(self):
-        self.buf = bytearray(MAX_IN + 5)  # one whole packet (header <= 5 bytes)
-        self.mv = memoryview(self.buf)
-        self.pos = 0  # next byte umqtt reads
-        self.end = 0  # end of the received bytes
-        self.lim = 0  # if set: umqtt may not read past it (the packet handed over)
-        self.tx = bytearray()
-        self.skip = 0  # bytes of the next writes to drop (a replayed request)
-        self.wo = False  # reads refused (the first run of connect/subscribe)
-
-    def write(self, b, n=None):
-        if n is None:
-            n = len(b)
-        k = self.skip
-        if k >= n:
-            self.skip = k - n
-        else:
-            self.skip = 0
-            self.tx.extend(memoryview(b)[k:n] if k or n != len(b) else b)
-        return n
-
-    def read(self, n):
-        p = self.pos
-        if self.wo or p + n > (self.lim or self.end):
-            raise _Short
-        self.pos = p + n
-        return bytes(self.mv[p:p + n])
-
-    def setblocking(self, flag):
-        pass
-
-    def connect(self, addr):
-        pass
-
-    def close(self):
-        pass  # the TLS stream is closed by Session.close()
-
-    def head(self, at):
-        """(header length, remaining length) of the packet at `at`, or None
-        while its fixed header is incomplete."""
-        b = self.buf
-        n = sh = 0
-        i = at + 1
-        while i < self.end:
-            c = b[i]
-            n |= (c & 0x7F) << sh
-            i += 1
-            if not c & 0x80:
-                return i - at, n
-            sh += 7
-            if sh > 21:
-                raise MqttError("bad remaining length")
-        return None
-
-    def compact(self):
-        p = self.pos
-        if p:
-            k = self.end - p
-            if k:
-                self.mv[0:k] = self.mv[p:self.end]
-            self.pos = 0
-            self.end = k
-
-
-class _Net:
-    """Stands in for umqtt.simple's `socket` module while its connect()
-    runs: the "socket" it opens is the pipe (TCP and TLS are done)."""
-
-    def __init__(self, pipe):
-        self.pipe = pipe
-
-    def socket(self):
-        return self.pipe
-
-    def getaddrinfo(self, host, port):
-        return ((None, None, None, None, None),)
-
-
-class Client(robust.MQTTClient):
-    """umqtt.robust with its reconnect policy moved to asyncio: a failure
-    ends the call and the session (meter.mqttlink backs off and reconnects
-    with asyncio sleeps); robust's delay() (utime.sleep) is never used."""
-
-    err = None
-
-    def log(self, in_reconnect, e):
-        self.err = e
-
-    def reconnect(self):
-        raise self.err or OSError(-1)
-
-    def delay(self, i):
-        raise MqttError("umqtt.robust delay() must not run")
-
-
-# -- TLS ---------------------------------------------------------------------------
-
-
-def tls_context(ca, cert, key):
-    """Client SSLContext: CERT_REQUIRED against `ca`, with the client
-    certificate and key. Each is DER or one PEM block (bytes); converted by
-    the project's one PEM->DER routine in ussl. Raises ValueError."""
-    import ssl
-
-    import ussl
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = ssl.CERT_REQUIRED  # PROTOCOL_TLS_CLIENT alone verifies nothing here
-    ctx.load_verify_locations(cadata=ussl._der(ca, "CA certificate"))
-    ctx.load_cert_chain(ussl._der(cert, "client certificate"), ussl._der(key, "client key"))
-    return ctx
-
-
-def describe(e):
-    """(short, detail) for a failed connection; short fits one display
-    line (16 characters)."""
-    msg = str(e)
-    if isinstance(e, EOFError):
-        return "broker closed", ("the broker closed the connection during TLS/CONNECT "
-                                 "(client certificate not accepted?)")
-    if isinstance(e, asyncio.TimeoutError):
-        return "timeout", "no answer from the broker within %d s" % CONNECT_TIMEOUT_S
-    if isinstance(e, Refused):
-        return e.short, "broker refused the session: " + msg
-    if isinstance(e, MqttError):
-        return e.short, "MQTT: " + msg
-    if isinstance(e, ValueError):
-        # mbedTLS verify flags, as the port words them (one per line)
-        checks = (("not correctly signed", "TLS: wrong CA", "server certificate is not from the provisioned CA"),
-                  ("does not match", "TLS: wrong name", "server certificate is for another host name"),
-                  ("has expired", "TLS: expired", "server certificate has expired (or the clock is wrong)"),
-                  ("in the future", "TLS: future cert", "server certificate not yet valid (or the clock is wrong)"),
-                  ("revoked", "TLS: revoked", "server certificate revoked"))
-        for needle, short, detail in checks:
-            if needle in msg:
-                return short, detail
-        if "invalid" in msg or "PEM" in msg or "DER" in msg or "ussl" in msg:
-            return "bad cert/key", "provisioned certificate or key unusable: " + msg.strip()
-        return "TLS: unverified", "server certificate not accepted: " + " / ".join(
-            l for l in msg.split("\n") if l)
-    if isinstance(e, OSError):
-        code = e.args[0] if e.args else 0
-        if code == 111:  # ECONNREFUSED
-            return "conn refused", "broker port closed (connection refused)"
-        if code in (110, 113, 101, 118, 116):  # ETIMEDOUT, EHOSTUNREACH, ENETUNREACH
-            return "unreachable", "broker unreachable (errno %d)" % code
-        if code in (32, 104, -0x7780, -0x7880, -0x7280):  # EPIPE, ECONNRESET, TLS alert / EOF
-            return "TLS: refused", ("broker closed the connection during TLS/CONNECT "
-                                    "(client certificate not accepted?) (%d)" % code)
-        if code == -2 or code == -202 or code == -3:  # getaddrinfo (unix / lwIP)
-            return "DNS failed", "broker host name not resolved (%d)" % code
-        if isinstance(code, int) and code < 0:
-            return "TLS error %d" % code, "TLS error %d (mbedTLS -0x%04x)" % (code, -code)
-        return "net error %s" % code, "network error %r" % (e,)
-    return "error", repr(e)
 
 
 # -- the session -------------------------------------------------------------------
@@ -275,7 +98,7 @@ class Session:
         """CONNECT (clean session) and its CONNACK, bounded by CONNECT_TIMEOUT_S."""
         def call():
             saved = simple.socket
-            simple.socket = _Net(self.pipe)  # umqtt's socket setup opens the pipe
+            simple.socket = Net(self.pipe)  # umqtt's socket setup opens the pipe
             try:
                 return self.c.connect()
             finally:
@@ -327,7 +150,7 @@ class Session:
         p.wo = True
         try:
             return call()  # (only if it read nothing)
-        except _Short:
+        except Short:
             pass
         finally:
             p.wo = False
@@ -339,7 +162,7 @@ class Session:
         p.skip = n  # ... whose bytes are already sent: dropped
         try:
             return call()
-        except _Short:
+        except Short:
             raise MqttError("answer incomplete")
         finally:
             p.skip = 0
@@ -478,7 +301,7 @@ class Session:
         p.lim = end
         try:
             self.c.wait_msg()  # umqtt.robust: parse, call back, PUBACK for QoS 1
-        except (_Short, AssertionError):
+        except (Short, AssertionError):
             raise MqttError("malformed packet 0x%02x" % b0)
         finally:
             p.pos = end  # what umqtt does not read of a packet (e.g. a PUBACK) is skipped
@@ -510,7 +333,7 @@ class Session:
 
 async def open_session(addr, port, hostname, ctx, client_id, keepalive, will_topic, will_msg):
     """TCP + TLS + CONNECT/CONNACK, each bounded by CONNECT_TIMEOUT_S.
-    Returns a Session; raises (see describe()) otherwise."""
+    Returns a Session; raises (see meter/mqtttls.py describe()) otherwise."""
     s = None
     try:
         r, w = await asyncio.wait_for(

@@ -33,9 +33,10 @@ import asyncio
 import json
 import time
 
-from meter import VERSION, log, mqtt
+from meter import VERSION, log, mqtt, netaddr
 from meter.backoff import jitter
 from meter.energy import NAMES
+from meter.mqtttls import describe, tls_context
 
 CA_FILE = "mqtt-ca.crt"
 CERT_FILE = "mqtt-client.crt"
@@ -47,8 +48,6 @@ STABLE_S = 30  # a session that lasted this long resets the back-off
 TICK_MS = 250
 CMD_QUEUE = 4  # commands waiting to run; more are dropped (TOTP allows ~2 a step)
 BACKLOG_MAX = 60  # rows of (t, P total W, import total Wh, export total Wh)
-HA_PREFIX = "homeassistant"
-_LABELS = {"imp": "Import", "exp": "Export"}
 
 
 class SetupError(Exception):
@@ -64,11 +63,6 @@ def _read(path):
             return f.read()
     except OSError:
         return None
-
-
-def _ip_literal(s):
-    p = s.split(".")
-    return len(p) == 4 and all(x.isdigit() and 0 <= int(x) <= 255 for x in p)
 
 
 class Link:
@@ -137,7 +131,7 @@ class Link:
             except Exception as e:
                 self.stats["failures"] += 1
                 self._addr_fails += 1
-                short, detail = mqtt.describe(e)
+                short, detail = describe(e)
                 await self._back_off(backoff, short, detail)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
@@ -158,7 +152,7 @@ class Link:
             if isinstance(reason, (EOFError, OSError)):  # the link broke mid-session
                 short, detail = "connection lost", "connection to the broker lost (%r)" % (reason,)
             else:
-                short, detail = mqtt.describe(reason)
+                short, detail = describe(reason)
             self.stats["failures"] += 1
             await self._back_off(backoff, short, detail)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
@@ -212,7 +206,7 @@ class Link:
             raise SetupError("no client cert", "no client certificate/key provisioned "
                              "(%s, %s): not connecting without one" % (CERT_FILE, KEY_FILE))
         try:
-            ctx = mqtt.tls_context(ca, cert, key)
+            ctx = tls_context(ca, cert, key)
         except ValueError as e:
             raise SetupError("bad cert/key", "provisioned TLS files unusable: %s" % e)
         host, ip, port = self._target()
@@ -228,26 +222,16 @@ class Link:
         the name is resolved once (getaddrinfo blocks the loop: see
         docs/mqtt.md) and again only after 3 failed attempts."""
         if ip:
-            if not _ip_literal(ip):
+            if not netaddr.is_ipv4(ip):
                 raise SetupError("bad broker IP", "settings: mqtt.ip is not an IPv4 address")
             return ip
-        if _ip_literal(host):
+        if netaddr.is_ipv4(host):
             return host
         if self._addr is None or self._addr_fails >= 3:
-            import socket
-
-            a = None
-            for ai in socket.getaddrinfo(host, port):
-                if ai[0] == socket.AF_INET:  # IPv4 only, as mqtt.ip
-                    a = ai[-1]
-                    break
+            a = netaddr.resolve(host, port)  # IPv4 only, as mqtt.ip
             if a is None:
                 raise OSError(-2)  # reported as "DNS failed"
-            if isinstance(a, tuple):  # ESP32 (lwIP): (ip, port)
-                a = a[0]
-            else:  # unix port: raw sockaddr_in (family, port, 4 address bytes)
-                a = "%d.%d.%d.%d" % (a[4], a[5], a[6], a[7])
-            self._addr = a
+            self._addr = netaddr.ip(a)
             self._addr_fails = 0
         return self._addr
 
@@ -386,31 +370,11 @@ class Link:
         self._last_sample = time.ticks_ms()
 
     def discovery_configs(self):
-        """(topic, payload) of every Home Assistant discovery message, one
-        at a time (a generator: the dicts are not all held at once)."""
-        dev = {"identifiers": [self.id], "name": "Energy meter " + self.id,
-               "manufacturer": "meter-firmware", "model": "3-phase analyzer",
-               "sw_version": VERSION}
-        for obj, cfg in self._ha_sensors():
-            cfg["availability_topic"] = self.topic("status")
-            cfg["device"] = dev
-            yield "%s/sensor/%s/%s/config" % (HA_PREFIX, self.id, obj), cfg
+        """(topic, payload) of every Home Assistant discovery message
+        (meter/mqttha.py), one at a time."""
+        from meter import mqttha
 
-    def _ha_sensors(self):
-        for n in NAMES:
-            kind, ph = n.split("_")
-            yield (n, {
-                "name": "%s %s" % (_LABELS[kind], "total" if ph == "t" else "L%d" % ("abc".index(ph) + 1)),
-                "unique_id": "%s_%s" % (self.id, n), "state_topic": self.topic("energy"),
-                "value_template": "{{ (value_json.%s / 1000000000) | round(6) }}" % n,
-                "unit_of_measurement": "kWh", "device_class": "energy",
-                "state_class": "total_increasing"})
-        for i, ph in enumerate(("L1", "L2", "L3", "total")):
-            yield ("p_" + "abct"[i], {
-                "name": "Power " + ph, "unique_id": "%s_p_%s" % (self.id, "abct"[i]),
-                "state_topic": self.topic("telemetry"),
-                "value_template": "{{ value_json.p[%d] }}" % i, "unit_of_measurement": "W",
-                "device_class": "power", "state_class": "measurement"})
+        return mqttha.configs(self.id, self.topic)
 
     async def _discovery(self, conn, on):
         """Announce (on) or remove (off: empty retained payloads) the

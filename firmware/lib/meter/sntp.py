@@ -37,6 +37,8 @@ import time
 
 from micropython import const
 
+from meter import netaddr
+
 NTP_PORT = const(123)
 TIMEOUT_MS = const(2000)
 POLL_MS = const(20)
@@ -60,13 +62,12 @@ def address(server, port=NTP_PORT):
     connect(). BLOCKS the loop while a name is resolved (see the module
     docstring); a literal needs no DNS."""
     try:
-        infos = socket.getaddrinfo(server, port, 0, socket.SOCK_DGRAM)
+        a = netaddr.resolve(server, port, socket.SOCK_DGRAM)
     except OSError as e:
         raise SntpError("%s: name not resolved (%s)" % (server, _errno(e)))
-    for ai in infos:
-        if ai[0] == socket.AF_INET:  # the device's network is IPv4
-            return ai[-1]
-    raise SntpError("%s: no IPv4 address" % server)
+    if a is None:
+        raise SntpError("%s: no IPv4 address" % server)
+    return a
 
 
 async def query(server, port=NTP_PORT, timeout_ms=TIMEOUT_MS, addr=None):
