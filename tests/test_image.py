@@ -57,10 +57,12 @@ def test_host_image_is_32_bit_with_the_firmware_frozen_in(built):
 def test_device_manifest_freezes_the_firmware_and_not_the_host_board():
     files = _frozen_files(os.path.join(BOARD, "manifest.py"), "esp32")
     for want in ("main.py", "boot.py", "meter/app.py", "meter/board/esp32.py",
+                 "meter/board/base.py", "meter/board/esp32wifi.py", "meter/board/esp32time.py",
                  "meter/web/server.py", "umqtt/simple.py", "umqtt/robust.py", "hmac.py",
                  "microdot/microdot.py", "ussl.py", "ssl.py", "_boot.py", "asyncio/core.py"):
         assert want in files, want
     for unwanted in ("meter/board/host.py", "meter/board/icsim.py", "meter/board/png.py",
+                     "meter/board/hostwifi.py", "meter/board/hostdisplay.py",
                      "microdot/test_client.py"):
         assert unwanted not in files, unwanted
     # nothing frozen twice (the port's own umqtt would shadow the pinned one)
