@@ -49,19 +49,19 @@ from micropython import const
 from meter import VERSION, log
 from meter.crypto import compare_digest, hotp
 
-STEP = 30
-DIGITS = 6
-WINDOW = 1
-MAX_PAYLOAD = 1024  # bytes; anything longer is refused unparsed
-MAX_ID = 64
-THROTTLE_MAX_S = 64
-QUIET_RESET_S = 900  # failures older than this are forgotten
+STEP = const(30)
+DIGITS = const(6)
+WINDOW = const(1)
+MAX_PAYLOAD = const(1024)  # bytes; anything longer is refused unparsed
+MAX_ID = const(64)
+THROTTLE_MAX_S = const(64)
+QUIET_RESET_S = const(900)  # failures older than this are forgotten
 # The guess budget: a success clears the doubling wait (the cloud must not
 # stay slowed down), so it alone would let an attacker guess ~580 times an
 # hour between the cloud's commands every 30 s. The bucket bounds that.
 BUDGET = const(10)  # wrong codes in a burst
 REFILL_S = const(45)  # then one per 45 s: at most 10 + 3600 / 45 = 90 an hour
-MIN_SECRET_BYTES = 16  # RFC 4226 section 4: at least 128 bits
+MIN_SECRET_BYTES = const(16)  # RFC 4226 section 4: at least 128 bits
 SECRET_FILE = "totp.secret"
 STEP_FILE = "totp.last"
 

@@ -33,6 +33,8 @@ import asyncio
 import json
 import time
 
+from micropython import const
+
 from meter import VERSION, log, mqtt, netaddr
 from meter.backoff import jitter
 from meter.energy import NAMES
@@ -42,12 +44,12 @@ CA_FILE = "mqtt-ca.crt"
 CERT_FILE = "mqtt-client.crt"
 KEY_FILE = "mqtt-client.key"
 
-BACKOFF_MIN_S = 1
-BACKOFF_MAX_S = 300
-STABLE_S = 30  # a session that lasted this long resets the back-off
-TICK_MS = 250
-CMD_QUEUE = 4  # commands waiting to run; more are dropped (TOTP allows ~2 a step)
-BACKLOG_MAX = 60  # rows of (t, P total W, import total Wh, export total Wh)
+BACKOFF_MIN_S = const(1)
+BACKOFF_MAX_S = const(300)
+STABLE_S = const(30)  # a session that lasted this long resets the back-off
+TICK_MS = const(250)
+CMD_QUEUE = const(4)  # commands waiting to run; more are dropped (TOTP allows ~2 a step)
+BACKLOG_MAX = const(60)  # rows of (t, P total W, import total Wh, export total Wh)
 
 
 class SetupError(Exception):

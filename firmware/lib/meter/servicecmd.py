@@ -13,6 +13,8 @@ import gc
 import json
 import os
 
+from micropython import const
+
 from meter import VERSION, buildcfg
 from meter.audit import AuditLog
 from meter.logstore import LogStore
@@ -30,9 +32,9 @@ FILES = {
     "totp.secret": None,
     "ntp.server": None,
 }
-MAX_FILE = 8192  # a PEM chain of a few certificates; keeps the heap safe
+MAX_FILE = const(8192)  # a PEM chain of a few certificates; keeps the heap safe
 SOURCE = "usb"
-AUDIT_TAIL = 8
+AUDIT_TAIL = const(8)
 
 
 class Device:
