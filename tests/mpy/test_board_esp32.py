@@ -102,6 +102,27 @@ def test_has_every_board_member():
     assert b.files == "/data"
 
 
+def test_optional_members_have_their_defaults_on_both_boards():
+    # asked plainly by the app, the Web Admin and the API: never probed (issue 17)
+    from meter.board.base import Board, Wifi
+    from meter.board.host import HostBoard
+
+    _fake("network")
+    boards = (_board(), HostBoard(["x", "--state", tmpdir(), "--headless"]))
+    for b in boards:
+        assert isinstance(b, Board) and isinstance(b.wifi(), Wifi), b.name
+        assert b.wifi().can_ap, b.name  # both radios run the setup access point
+        assert len(b.http_bind) == 2 and len(b.api_bind) == 2, b.name
+    esp, host = boards
+    assert esp.api_bind == ("0.0.0.0", 8081) and esp.http_bind == ("0.0.0.0", 80)
+    assert not esp.commands and host.commands  # only the simulator has a control socket
+    assert esp.add_command("state", lambda a: {}) is None  # nowhere to go: nothing done
+    bare = Wifi()
+    assert not bare.can_ap and bare.scan() == [] and bare.ap_ip() is None
+    assert not bare.ap_active()
+    raises(OSError, lambda: bare.ap_start("setup", "12345678"))
+
+
 def test_load_picks_esp32_board_by_name():
     import meter.board
 

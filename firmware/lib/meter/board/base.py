@@ -39,9 +39,8 @@ class Board:
     name = "?"
     # the Web Admin's address (meter/web): every interface, port 80
     http_bind = ("0.0.0.0", 80)
-    # the local API's address (meter/api.py); None: http_bind's host, the
-    # API's own port
-    api_bind = None
+    # the local API's address (meter/api.py): every interface, its port 8081
+    api_bind = ("0.0.0.0", 8081)
     # True when add_command() reaches something (the simulator's control
     # socket), so that callers can skip building the commands
     commands = False
