@@ -29,7 +29,7 @@ bytes.
 - TCP, TLS (mutual, CERT_REQUIRED) and the timeouts stay in asyncio:
   `asyncio.open_connection(..., ssl=ctx, server_hostname=...)` runs the
   handshake non-blocking (MicroPython >= 1.22). umqtt's own socket setup
-  in `connect()` is pointed at the pipe while the call runs (`_Net`).
+  in `connect()` is pointed at the pipe while the call runs (`Net`).
 
 Scope as used: clean sessions, keepalive, retained QoS 1 last will, QoS 0
 PUBLISH out, QoS 0/1 PUBLISH in (umqtt sends the PUBACK), SUBSCRIBE,
