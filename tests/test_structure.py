@@ -43,7 +43,12 @@ PENDING_FEATURES = {
     },
     "hasattr": {"meter.web", "meter.app"},
 }
-PENDING = {k: PENDING_WEBROUTES[k] | PENDING_FEATURES[k] for k in PENDING_WEBROUTES}
+# OTA delivery landed on main after issue 17 was split, so none of its three
+# branches owns these: otafetch checks tuning names with hasattr(Fetcher, k),
+# otaupload picks readinto() or read() by probing the stream. Whoever next
+# works on OTA delivery empties this.
+PENDING_OTA = {"big": set(), "cycles": set(), "hasattr": {"meter.otafetch", "meter.otaupload"}}
+PENDING = {k: PENDING_WEBROUTES[k] | PENDING_FEATURES[k] | PENDING_OTA[k] for k in PENDING_WEBROUTES}
 
 
 def modules():

@@ -23,7 +23,7 @@ _ROOT = os.path.abspath(os.path.join(os.getcwd(), "..", ".."))
 _LIB = os.path.join(_ROOT, "firmware", "lib")
 _DEPS = os.path.join(_ROOT, "build", "lib")
 _HOST_ONLY = ("meter/board/host.py", "meter/board/hostterm.py", "meter/board/icsim.py",
-              "meter/board/png.py", "meter/board/hostwifi.py", "meter/board/hostdisplay.py")
+              "meter/board/png.py", "meter/board/hostwifi.py")
 
 with open(os.path.join(_ROOT, "device-libs.toml"), "rb") as _f:
     _pins = tomllib.load(_f)

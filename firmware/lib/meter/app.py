@@ -155,7 +155,7 @@ def _otastatus():
 # What the start-up check of the app slots loads: about 6 KB that metering,
 # the display and the services never use; an update or a self-test loads
 # them again.
-_OTA_MODULES = ("meter.otastatus", "meter.otadata", "meter.board.otahost")
+_OTA_MODULES = ("meter.otastatus", "meter.otadata", "meter.board.otahost", "meter.board.esp32ota")
 
 
 def _release_ota(board):

@@ -49,13 +49,13 @@ from micropython import const
 from meter import VERSION, log
 from meter.crypto import compare_digest, hotp
 
-STEP = const(30)
-DIGITS = const(6)
-WINDOW = const(1)
+_STEP = const(30)
+_DIGITS = const(6)
+_WINDOW = const(1)
 MAX_PAYLOAD = const(1024)  # bytes; anything longer is refused unparsed
-MAX_ID = const(64)
-THROTTLE_MAX_S = const(64)
-QUIET_RESET_S = const(900)  # failures older than this are forgotten
+_MAX_ID = const(64)
+_THROTTLE_MAX_S = const(64)
+_QUIET_RESET_S = const(900)  # failures older than this are forgotten
 # The guess budget: a success clears the doubling wait (the cloud must not
 # stay slowed down), so it alone would let an attacker guess ~580 times an
 # hour between the cloud's commands every 30 s. The bucket bounds that.
@@ -149,7 +149,7 @@ class Totp:
         except CmdError as e:
             return None, str(e)
         t = self.board.time()
-        return hotp(secret, t // STEP, DIGITS), STEP - t % STEP
+        return hotp(secret, t // _STEP, _DIGITS), _STEP - t % _STEP
 
     # -- single use -----------------------------------------------------------
 
@@ -162,7 +162,7 @@ class Totp:
         except ValueError:
             # Damaged: fail closed, nothing in the current window is accepted.
             log.error("totp: step file unreadable; refusing the current window")
-            return now_step + WINDOW
+            return now_step + _WINDOW
 
     def _store_last(self, step):
         tmp = self.path + ".tmp"
@@ -193,11 +193,11 @@ class Totp:
         now = time.ticks_ms()
         self._refill(now)
         self.debt += 1  # blocked_s() refused the try if this were over BUDGET
-        if time.ticks_diff(now, self._last_fail_ms) > QUIET_RESET_S * 1000:
+        if time.ticks_diff(now, self._last_fail_ms) > _QUIET_RESET_S * 1000:
             self.fails = 0
         self.fails += 1
         self._last_fail_ms = now
-        wait = min(1 << (self.fails - 1), THROTTLE_MAX_S)
+        wait = min(1 << (self.fails - 1), _THROTTLE_MAX_S)
         self._blocked_until = time.ticks_add(now, wait * 1000)
         self._throttle_audited = False
         self.refused += 1
@@ -215,13 +215,13 @@ class Totp:
             raise CmdError("too many wrong codes: retry in %d s" % left)
         secret = self.secret()
         t = self.board.time()
-        now_step = t // STEP
+        now_step = t // _STEP
         if self.last is None:
             self.last = self._load_last(now_step)
         match = []
-        for s in range(now_step - WINDOW, now_step + WINDOW + 1):
+        for s in range(now_step - _WINDOW, now_step + _WINDOW + 1):
             # every candidate is computed and compared: no early exit
-            if compare_digest(hotp(secret, s, DIGITS), code):
+            if compare_digest(hotp(secret, s, _DIGITS), code):
                 match.append(s)
         if not match:
             self._fail("wrong code", cid)
@@ -275,8 +275,8 @@ class Commands:
         if not isinstance(msg, dict):
             raise CmdError("expected a JSON object")
         cid = msg.get("id")
-        if not isinstance(cid, str) or not 1 <= len(cid) <= MAX_ID:
-            raise CmdError("id: text of 1..%d characters required" % MAX_ID)
+        if not isinstance(cid, str) or not 1 <= len(cid) <= _MAX_ID:
+            raise CmdError("id: text of 1..%d characters required" % _MAX_ID)
         return msg
 
     def _validate(self, msg):
@@ -299,8 +299,8 @@ class Commands:
             if allowed and v not in allowed:
                 raise CmdError("%s: one of %s" % (k, ", ".join(allowed)))
         code = msg.get("code")
-        if not isinstance(code, str) or len(code) != DIGITS or not code.isdigit():
-            raise CmdError("code: %d digits (text) required" % DIGITS)
+        if not isinstance(code, str) or len(code) != _DIGITS or not code.isdigit():
+            raise CmdError("code: %d digits (text) required" % _DIGITS)
         return cmd
 
     def _update(self, changes):

@@ -30,7 +30,7 @@ CHUNK = const(256)
 # settings or token record (up to a few KB) is therefore built, written and
 # read back without one multi-KB allocation on a fragmented heap.
 _rec = None
-_cmp = bytearray(CHUNK)  # a read-back piece, to compare with what was written
+CMP = bytearray(CHUNK)  # a read-back piece, to compare with what was written
 
 
 def record_buffer(n):
@@ -69,10 +69,6 @@ def erased_noise(part):
         return bool(part.info()[5])
     except Exception:
         return False
-
-
-def cmp_buffer():
-    return _cmp
 
 
 def marker_unit():

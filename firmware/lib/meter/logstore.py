@@ -49,9 +49,9 @@ import struct
 from binascii import crc32
 
 # the record format (meter/logrec.py)
-from meter.logrec import (ALIGN, CHUNK, CRC_SIZE, F_TAIL, HDR, HDR_SIZE, MAGIC, MARKER,
-                          TAIL_SIZE, Into, cmp_buffer, erased, erased_noise, marker_unit,
-                          record_buffer, record_size)
+from meter.logrec import (ALIGN, CHUNK, CMP, CRC_SIZE, F_TAIL, HDR, HDR_SIZE, MAGIC, MARKER,
+                          TAIL_SIZE, Into, erased, erased_noise, marker_unit, record_buffer,
+                          record_size)
 
 
 class LogStore:
@@ -339,7 +339,7 @@ class LogStore:
         """Read the record back piece by piece: True if it is as written."""
         for i in range(0, len(rec), CHUNK):
             k = min(CHUNK, len(rec) - i)
-            back = memoryview(cmp_buffer())[:k]
+            back = memoryview(CMP)[:k]
             self.part.readblocks(b, back, off + i)
             for j in range(k):
                 if back[j] != rec[i + j]:

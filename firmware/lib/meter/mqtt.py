@@ -51,9 +51,9 @@ from meter.mqttpipe import MAX_IN, Client, MqttError, Net, Pipe, Refused, Short 
 # Plain names, not const(): tests shorten the two timeouts.
 CONNECT_TIMEOUT_S = 20  # TCP + TLS handshake + CONNACK (slow on an ESP32)
 ACK_TIMEOUT_S = 10  # SUBACK
-SEND_TIMEOUT_S = const(10)  # a send that cannot drain by then means a dead link
-MAX_TOPIC = const(128)
-INBOX_MAX = const(4)  # PUBLISHes umqtt delivered before the session task took them
+_SEND_TIMEOUT_S = const(10)  # a send that cannot drain by then means a dead link
+_MAX_TOPIC = const(128)
+_INBOX_MAX = const(4)  # PUBLISHes umqtt delivered before the session task took them
 
 # CONNACK return code -> (short for the display, long)
 CONNACK_ERRORS = {
@@ -190,7 +190,7 @@ class Session:
             at += k
 
     def _cb(self, topic, msg):
-        if len(self.inbox) < INBOX_MAX:
+        if len(self.inbox) < _INBOX_MAX:
             self.inbox.append((topic, None if self._big else msg))
 
     def _open(self):
@@ -213,7 +213,7 @@ class Session:
                 return
             self.w.write(tx)  # the stream sends it or keeps a copy
             tx[:] = b""
-            await asyncio.wait_for(self.w.drain(), SEND_TIMEOUT_S)
+            await asyncio.wait_for(self.w.drain(), _SEND_TIMEOUT_S)
             self.last_tx = time.ticks_ms()
 
     async def _fill(self):
@@ -277,7 +277,7 @@ class Session:
         if p.end - at < 2:
             return False
         keep = 2 + (p.buf[at] << 8 | p.buf[at + 1])
-        if keep - 2 > MAX_TOPIC:
+        if keep - 2 > _MAX_TOPIC:
             raise MqttError("topic too long")
         if b0 & 6:
             keep += 2

@@ -44,12 +44,12 @@ CA_FILE = "mqtt-ca.crt"
 CERT_FILE = "mqtt-client.crt"
 KEY_FILE = "mqtt-client.key"
 
-BACKOFF_MIN_S = const(1)
-BACKOFF_MAX_S = const(300)
-STABLE_S = const(30)  # a session that lasted this long resets the back-off
-TICK_MS = const(250)
-CMD_QUEUE = const(4)  # commands waiting to run; more are dropped (TOTP allows ~2 a step)
-BACKLOG_MAX = const(60)  # rows of (t, P total W, import total Wh, export total Wh)
+_BACKOFF_MIN_S = const(1)
+_BACKOFF_MAX_S = const(300)
+_STABLE_S = const(30)  # a session that lasted this long resets the back-off
+_TICK_MS = const(250)
+_CMD_QUEUE = const(4)  # commands waiting to run; more are dropped (TOTP allows ~2 a step)
+_BACKLOG_MAX = const(60)  # rows of (t, P total W, import total Wh, export total Wh)
 
 
 class SetupError(Exception):
@@ -112,7 +112,7 @@ class Link:
 
     async def run(self):
         """Until the uplink is switched off (then returns)."""
-        backoff = BACKOFF_MIN_S
+        backoff = _BACKOFF_MIN_S
         while True:
             why = self._not_ready()
             if why:
@@ -135,7 +135,7 @@ class Link:
                 self._addr_fails += 1
                 short, detail = describe(e)
                 await self._back_off(backoff, short, detail)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                backoff = min(backoff * 2, _BACKOFF_MAX_S)
                 continue
             self._addr_fails = 0
             started = time.ticks_ms()
@@ -149,15 +149,15 @@ class Link:
                 await conn.close(polite=reason is None)
             if reason is None:  # switched off or reconfigured: no back-off
                 continue
-            if time.ticks_diff(time.ticks_ms(), started) > STABLE_S * 1000:
-                backoff = BACKOFF_MIN_S
+            if time.ticks_diff(time.ticks_ms(), started) > _STABLE_S * 1000:
+                backoff = _BACKOFF_MIN_S
             if isinstance(reason, (EOFError, OSError)):  # the link broke mid-session
                 short, detail = "connection lost", "connection to the broker lost (%r)" % (reason,)
             else:
                 short, detail = describe(reason)
             self.stats["failures"] += 1
             await self._back_off(backoff, short, detail)
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            backoff = min(backoff * 2, _BACKOFF_MAX_S)
 
     async def _back_off(self, backoff, short, detail):
         ms = jitter(backoff * 1000)
@@ -177,7 +177,7 @@ class Link:
                 return
             if on:
                 self._sample_backlog()
-            await asyncio.sleep_ms(min(left, TICK_MS))
+            await asyncio.sleep_ms(min(left, _TICK_MS))
 
     def _sample_backlog(self):
         now = time.ticks_ms()
@@ -192,7 +192,7 @@ class Link:
         lv = self.app.sampler.live
         p = round(lv.p[3]) if self.app.sampler.live_ok else None
         self.backlog.append((t, p, u[3] // 1000000, u[7] // 1000000))
-        if len(self.backlog) > BACKLOG_MAX:
+        if len(self.backlog) > _BACKLOG_MAX:
             self.backlog.pop(0)
             self.backlog_dropped += 1
 
@@ -255,7 +255,7 @@ class Link:
 
         async def on_msg(topic, payload):
             if topic == cmd:
-                if len(cmds) < CMD_QUEUE:
+                if len(cmds) < _CMD_QUEUE:
                     cmds.append(payload)
                 else:
                     log.warn("mqtt: command dropped, %d waiting" % len(cmds))
@@ -266,7 +266,7 @@ class Link:
             await self._announce(conn)
             next_pub = time.ticks_add(time.ticks_ms(), s.get("mqtt.interval_s") * 1000)
             while True:
-                await asyncio.sleep_ms(TICK_MS)
+                await asyncio.sleep_ms(_TICK_MS)
                 if conn.dead is not None:
                     raise conn.dead
                 if not s.get("mqtt.enabled"):

@@ -34,7 +34,7 @@ FILES = {
 }
 MAX_FILE = const(8192)  # a PEM chain of a few certificates; keeps the heap safe
 SOURCE = "usb"
-AUDIT_TAIL = const(8)
+_AUDIT_TAIL = const(8)
 
 
 class Device:
@@ -92,7 +92,7 @@ def status(board):
         },
         "app_tokens": len(TokenStore(LogStore(board.partition("tokens")), s, None, board).tokens),
         # the newest events: what happened to this meter before it came in
-        "audit_tail": [" ".join(str(x) for x in e[2:]) for e in d.audit.events(AUDIT_TAIL)],
+        "audit_tail": [" ".join(str(x) for x in e[2:]) for e in d.audit.events(_AUDIT_TAIL)],
         "heap_free": gc.mem_free(),
     }
 

@@ -54,9 +54,9 @@ services()            list of (name, coroutine function) the app runs under
 
 Boards subclass meter/board/base.py's Board (and their Wi-Fi its Wifi),
 which gives the optional members their defaults: http_bind, api_bind,
-commands/add_command(), services(), forget_ota(); scan() and the setup
-access point (can_ap, ap_start/ap_stop/ap_active/ap_ip). Ask them plainly;
-never probe a board with hasattr().
+commands/add_command(), forget_ota(); on wifi(): scan(), and can_ap, which
+says whether ap_start/ap_stop/ap_active/ap_ip (the setup access point)
+exist. Ask them plainly; never probe a board with hasattr().
 """
 
 # The shared names live in a leaf module that the boards import (no circle

@@ -49,10 +49,6 @@ class Board:
         """Expose fn(args) -> JSON-able (or a coroutine giving one) on a
         control channel. No such channel: nothing to do."""
 
-    def services(self):
-        """(name, coroutine function) pairs the app runs under its supervisor."""
-        return []
-
     def forget_ota(self):
         """Drop the app-slot objects until ota() is asked again (the start-up
         check is their only user in normal running)."""
@@ -60,23 +56,13 @@ class Board:
 
 
 class Wifi:
-    """The Wi-Fi station's optional members. A board whose radio can also
-    run the setup access point sets `can_ap` and overrides the ap_*()."""
+    """The Wi-Fi station's optional members. A radio that can also run the
+    setup access point of the Wi-Fi setup (meter/web) sets `can_ap` and has
+    ap_start(ssid, key), ap_stop(), ap_active() and ap_ip(); ask can_ap
+    before calling them (no method stubs: each costs RAM on every board)."""
 
     can_ap = False
 
     def scan(self):
         """The networks in range: [{"ssid", "rssi", "auth"}]."""
         return []
-
-    def ap_start(self, ssid, key):
-        raise OSError("no access point on this board")
-
-    def ap_stop(self):
-        pass
-
-    def ap_active(self):
-        return False
-
-    def ap_ip(self):
-        return None

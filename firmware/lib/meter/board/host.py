@@ -29,9 +29,15 @@ import os
 import sys
 import time
 
+import framebuf
+from micropython import const
+
 from meter.board.base import BTN_DOWN, BTN_OK, BTN_UP, Board, Buttons
 from meter.board.flashfile import FilePartition
 from meter.board.hostwifi import HostWifi
+
+W = 128
+H = 64
 PARTITIONS = {"counters": 64 * 1024, "config": 16 * 1024, "audit": 16 * 1024,
               "state": 16 * 1024, "tokens": 16 * 1024}
 _BTN = {"up": BTN_UP, "down": BTN_DOWN, "ok": BTN_OK}
@@ -104,8 +110,6 @@ class HostBoard(Board):
 
     def display(self):
         if self._display is None:
-            from meter.board.hostdisplay import HostDisplay
-
             self._display = HostDisplay(self.interactive, self.opts["term"])
         return self._display
 
@@ -182,6 +186,12 @@ class HostBoard(Board):
             s.append(("keys", self._keys))
         return s
 
+    async def _keys(self):
+        # only in a terminal (never headless): its code loads with the terminal's
+        from meter.board import hostterm
+
+        await hostterm.keys(self, _restore)
+
     async def _control_server(self):
         import asyncio
 
@@ -254,59 +264,16 @@ class HostBoard(Board):
             r = await r
         return r
 
-    async def _keys(self):
-        """Keys in the terminal: w/up = UP, s/down = DOWN, enter/space/o = OK
-        (a short press each), b = hold UP+DOWN 6 s, q = quit."""
-        import asyncio
-        import termios
 
-        fd = 0
-        old = termios.tcgetattr(fd)
-        termios.setraw(fd)
-        _restore.append(lambda: termios.tcsetattr(fd, termios.TCSANOW, old))
-        reader = asyncio.StreamReader(getattr(sys.stdin, "buffer", sys.stdin))
-        esc = b""
-        while True:
-            ch = await reader.read(1)
-            if not ch:
-                return
-            if isinstance(ch, str):
-                ch = ch.encode()
-            if esc or ch == b"\x1b":
-                esc += ch
-                if len(esc) < 3:
-                    continue
-                ch = {b"\x1b[A": b"w", b"\x1b[B": b"s"}.get(esc, b"")
-                esc = b""
-            k = ch.lower()
-            if k in (b"q", b"\x03"):
-                fn = self._commands.get("quit")
-                if fn:
-                    fn([])
-                return
-            mask = {b"w": BTN_UP, b"s": BTN_DOWN, b"o": BTN_OK, b" ": BTN_OK,
-                    b"\r": BTN_OK, b"\n": BTN_OK}.get(k)
-            hold = 120
-            if k == b"b":
-                mask, hold = BTN_UP | BTN_DOWN, 6000
-            if mask:
-                b = self.btn
-                b.set(b.level | mask)
-                await asyncio.sleep_ms(hold)
-                b.set(b.level & ~mask)
-
-
-_restore = []
+_restore = []  # what puts the terminal back (hostterm.keys adds to it)
+_REPLY = const(2048)  # largest control-socket reply (the state snapshot is ~1.2 KB)
 
 
 async def _coro():
     pass
 
 
-_COROUTINE = type(_coro())  # MicroPython: a generator; CPython would say coroutine
-
-
-_REPLY = 2048  # largest control-socket reply (the state snapshot is ~1.2 KB)
+_COROUTINE = type(_coro())  # what an async command returns (MicroPython: a generator)
 
 
 class _Reply(io.IOBase):
@@ -382,3 +349,51 @@ class HostWatchdog:
 
             log.warn("watchdog: fed after %d ms (device would reset)" % time.ticks_diff(now, self.last))
         self.last = now
+
+
+class HostDisplay:
+    def __init__(self, terminal, size=None):
+        self.buf = bytearray(W * H // 8)
+        self.fb = framebuf.FrameBuffer(self.buf, W, H, framebuf.MONO_VLSB)
+        self.terminal = terminal
+        self._shown = bytearray(len(self.buf))
+        self.frames = 0
+        self.mode = None
+        if terminal:
+            from meter.board import hostterm
+
+            self.size = hostterm.parse(size)
+            self.mode = hostterm.mode(self.size)
+            sys.stdout.write("\x1b[2J\x1b[?25l")
+            if self.mode == hostterm.SMALL:
+                sys.stdout.write(hostterm.too_small(self.size))
+
+    def show(self):
+        if self._shown == self.buf:
+            return
+        self._shown[:] = self.buf
+        self.frames += 1
+        if self.terminal:
+            self._draw()
+
+    def _draw(self):
+        from meter.board import hostterm
+
+        if self.mode != hostterm.SMALL:
+            cells = self.cells() if self.mode == hostterm.TEXT else None
+            sys.stdout.write(hostterm.frame(self.fb.pixel, self.mode, cells))
+
+    def cells(self):
+        from meter.board import hostterm
+
+        return hostterm.cells(self._shown)
+
+    def text(self):
+        """What the shown frame says, as 8 lines of 16 characters (inverted
+        cells read as the same character)."""
+        return ["".join(ch for ch, _ in row) for row in self.cells()]
+
+    def png(self, path, scale=4):
+        from meter.board.png import write_mono
+
+        write_mono(path, self._shown, W, H, scale)

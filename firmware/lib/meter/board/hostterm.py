@@ -11,8 +11,12 @@ drawing a wrapped, unreadable picture. Every line is cleared to its end and
 the last one ends without a newline, so nothing wraps or scrolls.
 """
 
+import sys
+
 import framebuf
 from micropython import const
+
+from meter.board.base import BTN_DOWN, BTN_OK, BTN_UP
 
 FULL = "full"
 TEXT = "text"
@@ -119,3 +123,47 @@ def _glyphs():
             f.text(chr(c), 0, 0, 1)
             _glyph_map.setdefault(bytes(b), chr(c))
     return _glyph_map
+
+
+async def keys(board, restore):
+    """Keys in the terminal for the host board's buttons: w/up = UP, s/down
+    = DOWN, enter/space/o = OK (a short press each), b = hold UP+DOWN 6 s,
+    q = quit. restore: where to leave what puts the terminal back."""
+    import asyncio
+    import termios
+
+    fd = 0
+    old = termios.tcgetattr(fd)
+    termios.setraw(fd)
+    restore.append(lambda: termios.tcsetattr(fd, termios.TCSANOW, old))
+    reader = asyncio.StreamReader(getattr(sys.stdin, "buffer", sys.stdin))
+    esc = b""
+    while True:
+        ch = await reader.read(1)
+        if not ch:
+            return
+        if isinstance(ch, str):
+            ch = ch.encode()
+        if esc or ch == b"\x1b":
+            esc += ch
+            if len(esc) < 3:
+                continue
+            ch = {b"\x1b[A": b"w", b"\x1b[B": b"s"}.get(esc, b"")
+            esc = b""
+        k = ch.lower()
+        if k in (b"q", b"\x03"):
+            fn = board._commands.get("quit")  # the app's, as the control socket's quit
+            if fn:
+                fn([])
+            return
+        mask = {b"w": BTN_UP, b"s": BTN_DOWN, b"o": BTN_OK, b" ": BTN_OK,
+                b"\r": BTN_OK, b"\n": BTN_OK}.get(k)
+        hold = 120
+        if k == b"b":
+            mask, hold = BTN_UP | BTN_DOWN, 6000
+        if mask:
+            b = board.btn
+            b.set(b.level | mask)
+            await asyncio.sleep_ms(hold)
+            b.set(b.level & ~mask)
+
