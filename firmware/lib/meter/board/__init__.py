@@ -54,7 +54,7 @@ services()            list of (name, coroutine function) the app runs under
 
 Boards subclass meter/board/base.py's Board (and their Wi-Fi its Wifi),
 which gives the optional members their defaults: http_bind, api_bind,
-commands/add_command(), forget_ota(); on wifi(): scan(), and can_ap, which
+commands (then add_command() exists), forget_ota(); on wifi(): scan(), and can_ap, which
 says whether ap_start/ap_stop/ap_active/ap_ip (the setup access point)
 exist. Ask them plainly; never probe a board with hasattr().
 """

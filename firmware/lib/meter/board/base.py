@@ -41,13 +41,10 @@ class Board:
     http_bind = ("0.0.0.0", 80)
     # the local API's address (meter/api.py): every interface, its port 8081
     api_bind = ("0.0.0.0", 8081)
-    # True when add_command() reaches something (the simulator's control
-    # socket), so that callers can skip building the commands
+    # True when the board has add_command(name, fn): fn(args) -> JSON-able
+    # (or a coroutine giving one) on a control channel (the simulator's
+    # control socket). Ask this, so that a board without one builds nothing.
     commands = False
-
-    def add_command(self, name, fn):
-        """Expose fn(args) -> JSON-able (or a coroutine giving one) on a
-        control channel. No such channel: nothing to do."""
 
     def forget_ota(self):
         """Drop the app-slot objects until ota() is asked again (the start-up

@@ -41,6 +41,7 @@ H = 64
 PARTITIONS = {"counters": 64 * 1024, "config": 16 * 1024, "audit": 16 * 1024,
               "state": 16 * 1024, "tokens": 16 * 1024}
 _BTN = {"up": BTN_UP, "down": BTN_DOWN, "ok": BTN_OK}
+_REPLY = const(2048)  # largest control-socket reply (the state snapshot is ~1.2 KB)
 
 
 def _opts(argv):
@@ -266,7 +267,6 @@ class HostBoard(Board):
 
 
 _restore = []  # what puts the terminal back (hostterm.keys adds to it)
-_REPLY = const(2048)  # largest control-socket reply (the state snapshot is ~1.2 KB)
 
 
 async def _coro():
