@@ -25,13 +25,24 @@ bytes. info()[5] says so, as esp32.Partition.info() does.
 import errno
 import os
 
-IOCTL_BLK_COUNT = 4
-IOCTL_BLK_SIZE = 5
-IOCTL_BLK_ERASE = 6
-_ERASED = b"\xff" * 256  # erased flash, written out piece by piece
+from micropython import const
+
+_BLK_COUNT = const(4)  # the ioctl() operations, as esp32.Partition's
+_BLK_SIZE = const(5)
+_BLK_ERASE = const(6)
+_PIECE = const(256)
 # Programs are checked and written through this (two chunks: new bytes,
-# old bytes); one for every partition, as nothing here yields mid-write.
-_SCRATCH = bytearray(2 * 256)
+# old bytes), and erased flash is written out from it; one for every
+# partition, as nothing here yields mid-write.
+_SCRATCH = bytearray(2 * _PIECE)
+
+
+def _erased():
+    """_SCRATCH's first piece as erased flash (0xFF): no buffer of its own."""
+    e = memoryview(_SCRATCH)[:_PIECE]
+    for i in range(_PIECE):
+        e[i] = 0xFF
+    return e
 
 
 class FilePartition:
@@ -52,8 +63,9 @@ class FilePartition:
             os.stat(path)
         except OSError:
             with open(path, "wb") as f:
-                for _ in range(size // len(_ERASED)):
-                    f.write(_ERASED)
+                e = _erased()
+                for _ in range(size // _PIECE):
+                    f.write(e)
         self._f = open(path, "r+b")
 
     def close(self):
@@ -84,7 +96,7 @@ class FilePartition:
             raise OSError(errno.EINVAL)
         if offset is None:  # esp32.Partition erases first in the 2-arg form
             for b in range(len(buf) // self.block_size):
-                self.ioctl(IOCTL_BLK_ERASE, block + b)
+                self.ioctl(_BLK_ERASE, block + b)
         # Checked and written in pieces through one small buffer: the model
         # of the flash must not take more heap than the real one (none).
         self.writes += 1
@@ -115,20 +127,21 @@ class FilePartition:
         return (1, 0xFF, 0, self.size, self.path, self.erased_noise)
 
     def ioctl(self, op, arg=None):
-        if op == IOCTL_BLK_COUNT:
+        if op == _BLK_COUNT:
             return self.size // self.block_size
-        if op == IOCTL_BLK_SIZE:
+        if op == _BLK_SIZE:
             return self.block_size
-        if op == IOCTL_BLK_ERASE:
+        if op == _BLK_ERASE:
             self.erases += 1
             f = self._f
             f.seek(arg * self.block_size)
             # Erase in two halves: a cut between them leaves a half-erased
             # block, as an interrupted erase can on real flash.
             half = self.block_size // 2
+            e = _erased()
             for _ in range(2):
-                for _ in range(half // len(_ERASED)):
-                    f.write(_ERASED)
+                for _ in range(half // _PIECE):
+                    f.write(e)
                 f.flush()
                 if self.delay_us:
                     _sleep_us(self.delay_us * 8)
