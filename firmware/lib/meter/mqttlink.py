@@ -381,7 +381,14 @@ class Link:
     async def _discovery(self, conn, on):
         """Announce (on) or remove (off: empty retained payloads) the
         Home Assistant entities."""
-        for topic, cfg in self.discovery_configs():
-            await conn.publish(topic, json.dumps(cfg) if on else b"", True)
-            self.stats["published"] += 1
+        try:
+            for topic, cfg in self.discovery_configs():
+                await conn.publish(topic, json.dumps(cfg) if on else b"", True)
+                self.stats["published"] += 1
+        finally:
+            # needed once per connection or switch: its module goes back
+            # until then (meter/memory.py)
+            from meter.memory import unload
+
+            unload(("meter.mqttha",))
         self._ha_sent = on

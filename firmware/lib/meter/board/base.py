@@ -36,7 +36,6 @@ class Board:
     """The optional members of a board (meter/board/__init__.py lists the
     required ones), with what a board without the capability means."""
 
-    name = "?"
     # the Web Admin's address (meter/web): every interface, port 80
     http_bind = ("0.0.0.0", 80)
     # the local API's address (meter/api.py): every interface, its port 8081
