@@ -75,7 +75,8 @@ import json
 from meter.board.flashfile import FilePartition
 from meter.board.icsim import IcSim
 from meter.atm90e32 import ATM90E32, UWH_PER_LSB
-from meter.logstore import LogStore, record_size
+from meter.logrec import record_size
+from meter.logstore import LogStore
 from meter.energy import EnergyCounters
 class Clock:
     def time(self): return 0

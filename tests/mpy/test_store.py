@@ -6,7 +6,8 @@ import micropython
 from upytest import raises, tmpdir
 
 from meter.board.flashfile import FilePartition
-from meter.logstore import LogStore, record_size
+from meter.logrec import record_size
+from meter.logstore import LogStore
 from meter.energy import EnergyCounters, CounterError, RESET_CONFIRM
 from meter.settings import Settings, SettingsError
 from meter.audit import AuditLog

@@ -48,10 +48,8 @@ import json
 import struct
 from binascii import crc32
 
-# the record format (meter/logrec.py)
-from meter.logrec import (ALIGN, CHUNK, CMP, CRC_SIZE, F_TAIL, HDR, HDR_SIZE, MAGIC, MARKER,
-                          TAIL_SIZE, Into, erased, erased_noise, marker_unit, record_buffer,
-                          record_size)
+# the record format: one global for the module, not one per name
+from meter import logrec
 
 
 class LogStore:
@@ -61,10 +59,11 @@ class LogStore:
         self.part = part
         self.nblocks = part.ioctl(4)
         self.bs = part.ioctl(5)
-        self.noise = erased_noise(part)
-        self._flags = F_TAIL if self.noise else 0
-        self.max_payload = self.bs - HDR_SIZE - CRC_SIZE - (TAIL_SIZE if self.noise else 0)
-        record_buffer(self.bs)
+        self.noise = logrec.erased_noise(part)
+        self._flags = logrec.F_TAIL if self.noise else 0
+        self.max_payload = (self.bs - logrec.HDR_SIZE - logrec.CRC_SIZE
+                            - (logrec.TAIL_SIZE if self.noise else 0))
+        logrec.record_buffer(self.bs)
         self.writes = 0
         self.erases = 0
         self.load()
@@ -80,7 +79,7 @@ class LogStore:
           freshly formatted store; an interrupted format counts as blank);
         - damaged: blocks holding something recognisably broken after their
           valid records (plain flash: anything not 0xFF; encrypted flash,
-          where erased reads as noise: a record header that fails its check,
+          where logrec.erased reads as noise: a record header that fails its check,
           i.e. a torn or corrupted record);
         - the append position: the newest record's block, only if its rest
           is proven erased (see the module doc)."""
@@ -93,29 +92,29 @@ class LogStore:
         self._off = None  # append offset in _cur; None: full or not proven erased
         bs = self.bs
         noise = self.noise
-        unit = bytearray(ALIGN)
+        unit = bytearray(logrec.ALIGN)
         nfree = None  # plain flash: where the newest record's block is free
         free0 = None  # plain flash: block 0 wholly erased
         for b in range(self.nblocks):
             off = 0
-            while off + ALIGN <= bs:
+            while off + logrec.ALIGN <= bs:
                 self.part.readblocks(b, unit, off)
                 rec = self._parse(b, off, unit)
                 if rec is None:
                     break
                 seq, kind, size, tail = rec
                 self.formatted = True
-                if kind != MARKER:
+                if kind != logrec.MARKER:
                     self.blank = False
                 nb = self._newest
                 if nb is None or seq > nb[0]:
                     self._newest = (seq, b, off, off + size, tail)
-                    if kind != MARKER:
+                    if kind != logrec.MARKER:
                         self.seq = seq
                 off += size
             free = None
-            if off + ALIGN <= bs:  # `unit` holds what stopped the scan
-                if not noise and erased(unit) and self._rest_erased(b, off + ALIGN):
+            if off + logrec.ALIGN <= bs:  # `unit` holds what stopped the scan
+                if not noise and logrec.erased(unit) and self._rest_erased(b, off + logrec.ALIGN):
                     free = off
                 elif self._torn_marker(b, off, unit):
                     self.damaged += 1  # an interrupted format: still blank
@@ -135,13 +134,14 @@ class LogStore:
             end = nb[3]
             if not noise:
                 self._off = nfree
-            elif end + ALIGN <= bs and nb[4] is not None and self._tail_crc(nb[1], end) == nb[4]:
+            elif (end + logrec.ALIGN <= bs and nb[4] is not None
+                  and self._tail_crc(nb[1], end) == nb[4]):
                 self._off = end
 
     def _chunks(self, b, off):
         """Yield memoryviews over the rest of block b from off, read in
         CHUNK-byte pieces into one buffer."""
-        buf = bytearray(min(CHUNK, self.bs - off))
+        buf = bytearray(min(logrec.CHUNK, self.bs - off))
         while off < self.bs:
             n = min(len(buf), self.bs - off)
             mv = memoryview(buf)[:n]
@@ -153,7 +153,7 @@ class LogStore:
         if off >= self.bs:
             return True
         for mv in self._chunks(b, off):
-            if not erased(mv):
+            if not logrec.erased(mv):
                 return False
         return True
 
@@ -166,8 +166,8 @@ class LogStore:
 
     def _record_like(self, head):
         """A record header, valid or not (remnant of a torn/damaged record)."""
-        magic, kind, flags, seq, n = struct.unpack_from(HDR, head)
-        return magic == MAGIC and not flags & ~F_TAIL and n <= self.max_payload
+        magic, kind, flags, seq, n = struct.unpack_from(logrec.HDR, head)
+        return magic == logrec.MAGIC and not flags & ~logrec.F_TAIL and n <= self.max_payload
 
     def _torn_marker(self, b, off, head):
         """The remains of a format marker cut while being written: the only
@@ -180,38 +180,38 @@ class LogStore:
         if self.noise:
             if not self._record_like(head):
                 return False
-            magic, kind, flags, seq, n = struct.unpack_from(HDR, head)
-            return kind == MARKER and not seq and not n
-        m = marker_unit()
-        for i in range(ALIGN):
+            magic, kind, flags, seq, n = struct.unpack_from(logrec.HDR, head)
+            return kind == logrec.MARKER and not seq and not n
+        m = logrec.marker_unit()
+        for i in range(logrec.ALIGN):
             if head[i] & m[i] != m[i]:
                 return False
-        return self._rest_erased(b, ALIGN)
+        return self._rest_erased(b, logrec.ALIGN)
 
     def _parse(self, b, off, head):
         """Validate the record at (b, off); head holds its first ALIGN bytes.
         Returns (seq, kind, size, tail) or None."""
-        magic, kind, flags, seq, n = struct.unpack_from(HDR, head)
-        if magic != MAGIC or flags & ~F_TAIL:
+        magic, kind, flags, seq, n = struct.unpack_from(logrec.HDR, head)
+        if magic != logrec.MAGIC or flags & ~logrec.F_TAIL:
             return None
-        size = record_size(n, flags)
+        size = logrec.record_size(n, flags)
         if off + size > self.bs:
             return None
-        body = HDR_SIZE + n + (TAIL_SIZE if flags else 0)
-        rec = bytearray(body + CRC_SIZE)
+        body = logrec.HDR_SIZE + n + (logrec.TAIL_SIZE if flags else 0)
+        rec = bytearray(body + logrec.CRC_SIZE)
         self.part.readblocks(b, rec, off)
         crc = struct.unpack_from("<I", rec, body)[0]
         if crc32(memoryview(rec)[:body]) != crc:
             return None
-        tail = struct.unpack_from("<I", rec, body - TAIL_SIZE)[0] if flags else None
+        tail = struct.unpack_from("<I", rec, body - logrec.TAIL_SIZE)[0] if flags else None
         return seq, kind, size, tail
 
     def _payload(self, b, off):
-        head = bytearray(HDR_SIZE)
+        head = bytearray(logrec.HDR_SIZE)
         self.part.readblocks(b, head, off)
-        _, kind, _, seq, n = struct.unpack(HDR, head)
+        _, kind, _, seq, n = struct.unpack(logrec.HDR, head)
         data = bytearray(n)
-        self.part.readblocks(b, data, off + HDR_SIZE)
+        self.part.readblocks(b, data, off + logrec.HDR_SIZE)
         return seq, kind, bytes(data)
 
     # -- reading ------------------------------------------------------------
@@ -222,7 +222,7 @@ class LogStore:
         if nb is None:
             return None
         r = self._payload(nb[1], nb[2])
-        return None if r[1] == MARKER else r
+        return None if r[1] == logrec.MARKER else r
 
     def records(self):
         """All valid data records, oldest first, as (seq, kind, payload).
@@ -231,16 +231,16 @@ class LogStore:
         current block round to the current one yields records in sequence
         order without collecting and sorting them (which fragments a small
         heap)."""
-        unit = bytearray(ALIGN)
+        unit = bytearray(logrec.ALIGN)
         for i in range(1, self.nblocks + 1):
             b = (self._cur + i) % self.nblocks
             off = 0
-            while off + ALIGN <= self.bs:
+            while off + logrec.ALIGN <= self.bs:
                 self.part.readblocks(b, unit, off)
                 rec = self._parse(b, off, unit)
                 if rec is None:
                     break
-                if rec[1] != MARKER:
+                if rec[1] != logrec.MARKER:
                     yield self._payload(b, off)
                 off += rec[2]
 
@@ -250,20 +250,20 @@ class LogStore:
         """Append one record atomically (a cut leaves the previous newest
         record in force). Returns its sequence number. The first append to a
         store without any valid record writes the format marker first."""
-        if kind == MARKER:
+        if kind == logrec.MARKER:
             raise ValueError("kind 0 is the format marker")
         if self._newest is None:
-            self._put(MARKER, b"")
+            self._put(logrec.MARKER, b"")
         return self._put(kind, payload)
 
     def append_json(self, kind, obj):
         """append() of obj as JSON, serialised straight into the record
         buffer (no copy of the text on the heap). ValueError if it does not
         fit a record."""
-        if kind == MARKER:
+        if kind == logrec.MARKER:
             raise ValueError("kind 0 is the format marker")
         if self._newest is None:
-            self._put(MARKER, b"")
+            self._put(logrec.MARKER, b"")
         return self._put(kind, None, obj)
 
     def format(self):
@@ -271,23 +271,23 @@ class LogStore:
         later start tells "set up, nothing stored yet" from "never used".
         Does nothing on a store that holds a valid record or is damaged."""
         if self._newest is None and self.blank:
-            self._put(MARKER, b"")
+            self._put(logrec.MARKER, b"")
             return True
         return False
 
     def _put(self, kind, payload, obj=None):
-        rec = record_buffer(self.bs)
+        rec = logrec.record_buffer(self.bs)
         if obj is not None:
-            w = Into(rec, HDR_SIZE, HDR_SIZE + self.max_payload)
+            w = logrec.Into(rec, logrec.HDR_SIZE, logrec.HDR_SIZE + self.max_payload)
             json.dump(obj, w)
-            n = w.n - HDR_SIZE
+            n = w.n - logrec.HDR_SIZE
         else:
             n = len(payload)
             if n > self.max_payload:
                 raise ValueError("record too large")
-            rec[HDR_SIZE:HDR_SIZE + n] = payload
+            rec[logrec.HDR_SIZE:logrec.HDR_SIZE + n] = payload
         flags = self._flags
-        size = record_size(n, flags)
+        size = logrec.record_size(n, flags)
         bs = self.bs
         b = self._cur
         off = self._off
@@ -302,23 +302,23 @@ class LogStore:
             self.erases += 1
             self._cur = b
             self._off = off = 0
-        if kind == MARKER:
+        if kind == logrec.MARKER:
             seq = 0
         else:
             seq = self.seq + 1
             self.seq = seq  # used even if the write fails: never issued twice
         rec = memoryview(rec)[:size]
-        struct.pack_into(HDR, rec, 0, MAGIC, kind, flags, seq, n)
-        p = HDR_SIZE + n
+        struct.pack_into(logrec.HDR, rec, 0, logrec.MAGIC, kind, flags, seq, n)
+        p = logrec.HDR_SIZE + n
         tail = None
         if flags:
             # The rest of the block after this record, still erased: the
             # reference a later start checks before appending after it.
             tail = self._tail_crc(b, off + size)
             struct.pack_into("<I", rec, p, tail)
-            p += TAIL_SIZE
+            p += logrec.TAIL_SIZE
         struct.pack_into("<I", rec, p, crc32(rec[:p]))
-        for i in range(p + CRC_SIZE, size):  # up to ALIGN: as erased
+        for i in range(p + logrec.CRC_SIZE, size):  # up to ALIGN: as erased
             rec[i] = 0xFF
         # Mark the slot used before programming: if the program fails half
         # way, we must not try to program the same bytes again.
@@ -328,18 +328,18 @@ class LogStore:
         if not self._programmed(b, off, rec):
             raise OSError(5)  # EIO: did not program as written; block closed
         end = off + size
-        self._off = end if end + ALIGN <= bs else None
+        self._off = end if end + logrec.ALIGN <= bs else None
         self._newest = (seq, b, off, end, tail)
         self.formatted = True
-        if kind != MARKER:
+        if kind != logrec.MARKER:
             self.blank = False
         return seq
 
     def _programmed(self, b, off, rec):
         """Read the record back piece by piece: True if it is as written."""
-        for i in range(0, len(rec), CHUNK):
-            k = min(CHUNK, len(rec) - i)
-            back = memoryview(CMP)[:k]
+        for i in range(0, len(rec), logrec.CHUNK):
+            k = min(logrec.CHUNK, len(rec) - i)
+            back = memoryview(logrec.CMP)[:k]
             self.part.readblocks(b, back, off + i)
             for j in range(k):
                 if back[j] != rec[i + j]:
@@ -350,4 +350,4 @@ class LogStore:
         """Records of this size the ring keeps at least (all blocks but one),
         as long as no write fails or is cut: each that does leaves the rest
         of its block unused (docs/energy.md)."""
-        return (self.nblocks - 1) * (self.bs // record_size(payload_len, self._flags))
+        return (self.nblocks - 1) * (self.bs // logrec.record_size(payload_len, self._flags))

@@ -269,11 +269,7 @@ class HostBoard(Board):
 _restore = []  # what puts the terminal back (hostterm.keys adds to it)
 
 
-async def _coro():
-    pass
-
-
-_COROUTINE = type(_coro())  # what an async command returns (MicroPython: a generator)
+_COROUTINE = type((lambda: (yield))())  # what an async command returns (a generator)
 
 
 class _Reply(io.IOBase):
