@@ -47,7 +47,7 @@ PENDING_FEATURES = {
 # branches owns these: otafetch checks tuning names with hasattr(Fetcher, k),
 # otaupload picks readinto() or read() by probing the stream. Whoever next
 # works on OTA delivery empties this.
-PENDING_OTA = {"big": set(), "cycles": set(), "hasattr": {"meter.otafetch", "meter.otaupload"}}
+PENDING_OTA = {"big": set(), "cycles": set(), "hasattr": set()}
 PENDING = {k: PENDING_WEBROUTES[k] | PENDING_FEATURES[k] | PENDING_OTA[k] for k in PENDING_WEBROUTES}
 
 

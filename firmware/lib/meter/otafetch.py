@@ -93,6 +93,12 @@ class _Ram:
         self.d[key] = value
 
 
+# The class attributes a caller (a test, a benchmark) may override per
+# instance: Fetcher(..., timeout_ms=2000).
+_TUNABLE = ("first_ms", "unit_ms", "retry_min_s", "retry_max_s", "busy_retry_ms", "timeout_ms",
+            "total_ms")
+
+
 class Fetcher:
     # Tuning, as class attributes rather than const(): tests pass shorter
     # ones as keywords (a per-instance override).
@@ -111,7 +117,7 @@ class Fetcher:
         target: board name; progress(bytes, total) while a file is written;
         busy(): True while no check may start; on_installed(version)."""
         for k, v in tune.items():
-            if not hasattr(Fetcher, k) or k.startswith("_"):
+            if k not in _TUNABLE:
                 raise TypeError("unknown tuning " + k)
             setattr(self, k, v)
         self.cfg = cfg

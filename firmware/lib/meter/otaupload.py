@@ -71,19 +71,15 @@ class Upload:
         raise e
 
     async def run(self, stream, timeout_ms=_TIMEOUT_MS):
-        """Read the body (stream.readinto(buf) or stream.read(n)), feed
+        """Read the body (an asyncio stream: readinto() into one buffer), feed
         it, finish(). Returns the installed version; raises UpdateError
         with the installed firmware untouched."""
-        buf = bytearray(_CHUNK) if hasattr(stream, "readinto") else None
-        mv = memoryview(buf) if buf is not None else None
+        mv = memoryview(bytearray(_CHUNK))  # one buffer for the whole body
         try:
             while self.got < self.length:
                 want = min(_CHUNK, self.length - self.got)
-                if mv is not None:
-                    n = await asyncio.wait_for_ms(_readinto(stream, mv[:want]), timeout_ms)
-                    data = mv[:n]
-                else:
-                    data = await asyncio.wait_for_ms(stream.read(want), timeout_ms)
+                n = await asyncio.wait_for_ms(_readinto(stream, mv[:want]), timeout_ms)
+                data = mv[:n]
                 if not data:
                     raise UpdateError("the upload broke off at %d of %d bytes"
                                       % (self.got, self.length))
