@@ -40,16 +40,16 @@ def _frozen_files(manifest, port):
 
 def test_host_image_is_32_bit_with_the_firmware_frozen_in(built):
     r = subprocess.run([built, "-X", "heapsize=128k", "-c",
-                        "import sys, meter, meter.app, meter.web.pages, microdot, umqtt.robust\n"
+                        "import sys, meter, meter.app, meter.web.site, microdot, umqtt.robust\n"
                         "print(sys.maxsize, meter.VERSION, meter.app.__file__,"
-                        " meter.web.pages.__file__)"],
+                        " meter.web.site.__file__)"],
                        env=dict(os.environ, MICROPYPATH=".frozen"), capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     maxsize, version, app_file, pages_file = r.stdout.split()
     assert int(maxsize) == 2 ** 31 - 1  # a 32-bit build, like the ESP32
     # frozen modules carry their path inside the image, not a file system path
-    assert app_file == "meter/app.py" and pages_file == "meter/web/pages.py"
+    assert app_file == "meter/app.py" and pages_file == "meter/web/site.py"
     assert version == re.search(r'VERSION = "([^"]+)"', open(
         os.path.join(ROOT, "firmware", "lib", "meter", "__init__.py")).read()).group(1)
 

@@ -486,6 +486,19 @@ def test_services_switch_off_closes_the_port_and_the_menu_refuses_to_enable(sim)
     assert st["active"] is False and st["modules"] == []  # nothing stays loaded
 
 
+def test_a_service_switched_from_the_web_is_audited_once(sim):
+    # The settings store is the one audit point (issue 17): the Services
+    # page adds no record of its own, as the menu adds none.
+    web_on(sim)
+    c = set_first_password(sim)
+    r = c.post("/services", {"csrf": c.csrf("/services"), "key": "api.enabled", "on": "1"})
+    assert r.status == 200 and "api.enabled switched on" in r.text, r.text
+    rows = re.findall(r"<tr><td>\d+</td>(.*?)</tr>", c.get("/security").text)
+    about = [row for row in rows if "api.enabled" in row]
+    assert len(about) == 1, "one change from the web, %d audit records: %s" % (len(about), about)
+    assert ">web<" in about[0] and ">settings<" in about[0], about[0]
+
+
 def test_wifi_setup_access_point_scan_join(tmp_path):
     s = boot(tmp_path / "dev")
     try:

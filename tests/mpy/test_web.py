@@ -358,17 +358,18 @@ def test_peer_ip_both_ports():
 
 
 def test_host_header_check_and_escaping():
-    from meter.web import pages
+    from meter.text import kwh
+    from meter.web import chrome, wire
 
     for ok in ("192.168.4.1", "10.0.0.5:80", "localhost:8080", "[::1]:8080", "127.0.0.1"):
-        assert pages.host_ok(ok), ok
+        assert wire.host_ok(ok), ok
     for bad in ("", "evil.example", "evil.example:80", "1.2.3", "1.2.3.4.5", "256.1.1.1",
                 "1.2.3.4:x", "[::1", "a" * 70, "meter.local"):
-        assert not pages.host_ok(bad), bad
-    assert pages.esc("<a href='x'>&\"") == "&lt;a href=&#39;x&#39;&gt;&amp;&quot;"
-    assert pages.utc(0) == "-" and pages.utc(1700000000) == "2023-11-14 22:13:20"
-    assert pages.utc(951782400) == "2000-02-29 00:00:00"
-    assert pages.kwh(1234567891234) == "1234.567"
+        assert not wire.host_ok(bad), bad
+    assert chrome.esc("<a href='x'>&\"") == "&lt;a href=&#39;x&#39;&gt;&amp;&quot;"
+    assert chrome.utc(0) == "-" and chrome.utc(1700000000) == "2023-11-14 22:13:20"
+    assert chrome.utc(951782400) == "2000-02-29 00:00:00"
+    assert kwh(1234567891234) == "1234.567"
 
 
 # -- Wi-Fi of both boards -------------------------------------------------------------
@@ -490,15 +491,15 @@ def test_a_join_the_lock_refuses_to_store_does_not_stay():
     app, ctl = _wifi_ctl(HostWifi())
 
     async def go():
-        assert ctl.join("HomeNet", "secret-key") is None  # unlocked: the join starts
+        assert ctl.wifi.join("HomeNet", "secret-key") is None  # unlocked: the join starts
         app.settings.set_lock({"lock.on": True}, "mqtt", "lock")  # locked meanwhile
         for _ in range(20):
             await asyncio.sleep_ms(10)
-            if ctl.join_state[0] != "joining":
+            if ctl.wifi.join_state[0] != "joining":
                 break
 
     run(go())
-    assert ctl.join_state[0] == "failed" and "module locked" in ctl.join_state[1], ctl.join_state
+    assert ctl.wifi.join_state[0] == "failed" and "module locked" in ctl.wifi.join_state[1], ctl.wifi.join_state
     assert app.settings.get("wifi.ssid") == "CafeGuest"
     assert app.board.w.status() == "connected" and app.board.w._ssid == "CafeGuest"
 
@@ -535,10 +536,10 @@ def test_a_join_cancelled_by_the_window_end_goes_back_to_the_stored_network():
     app, ctl = _wifi_ctl(SlowWifi())
 
     async def go():
-        assert ctl.join("HomeNet", "secret-key") is None
+        assert ctl.wifi.join("HomeNet", "secret-key") is None
         await asyncio.sleep_ms(600)  # still connecting
         assert app.board.w._ssid == "HomeNet"
-        ctl._join_task.cancel()  # what stop() does when the window ends
+        ctl.wifi._join_task.cancel()  # what stop() does when the window ends
         await asyncio.sleep_ms(10)
 
     run(go())

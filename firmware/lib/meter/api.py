@@ -29,8 +29,8 @@ PAIR_BURST = 3
 PAIR_REFILL_MS = 20000
 MODULES = ("meter.web.api",)
 # Loaded by the Web Admin too: dropped only when neither uses them.
-SHARED = ("meter.web.server", "meter.web.admission", "meter.web.wire", "microdot",
-          "microdot.microdot", "microdot.helpers")
+SHARED = ("meter.web.server", "meter.web.admission", "meter.web.wire", "meter.web.live",
+          "microdot", "microdot.microdot", "microdot.helpers")
 
 
 def install(app):

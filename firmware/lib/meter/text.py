@@ -4,7 +4,7 @@ wrap() breaks a message on word boundaries so that no screen cuts a word in
 two ("no TOTP secret p / rovisioned"); every screen that shows a message
 (meter.ui's Message, Confirm, Info) goes through it. state() is the one
 vocabulary for a yes/no feature whose state may be unknown, used by the
-display and the Web Admin alike.
+display and the Web Admin alike; kwh() the one energy format.
 """
 
 from micropython import const
@@ -15,6 +15,14 @@ ON = "on"
 OFF = "off"
 UNKNOWN = "unknown"
 UNSUPPORTED = "not supported"
+
+
+def kwh(uwh):
+    """Micro-watt-hours as kWh with 3 decimals ("1234.567"), in integer
+    arithmetic: no float rounding on billing values. A leaf: the display and
+    the Web Admin format energy with it alike."""
+    wh = uwh // 1000000
+    return "%d.%03d" % (wh // 1000, wh % 1000)
 
 
 def state(v):

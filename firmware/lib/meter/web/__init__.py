@@ -17,10 +17,13 @@ from meter.memory import unload  # noqa: F401 (meter.api uses it from here)
 
 SERVICE_KEY = "web.allowed"
 # Loaded per window, dropped after it.
-MODULES = ("meter.web.admin", "meter.web.server", "meter.web.pages", "meter.web.assets",
+MODULES = ("meter.web.admin", "meter.web.server", "meter.web.site", "meter.web.assets",
            "meter.web.auth", "meter.passwd", "microdot", "microdot.microdot",
-           "microdot.helpers", "meter.web.tokens", "meter.web.admission", "meter.web.wire",
-           "meter.web.login", "meter.web.presence", "hmac", "warnings")
+           "microdot.helpers", "meter.web.admission", "meter.web.wire",
+           "meter.web.login", "meter.web.presence", "hmac", "warnings",
+           "meter.web.chrome", "meter.web.live", "meter.wifisetup", "meter.web.route_auth",
+           "meter.web.route_energy", "meter.web.route_network", "meter.web.route_services",
+           "meter.web.route_security", "meter.web.route_device", "meter.web.route_tokens")
 # (hmac and warnings: micropython-lib's hmac, loaded by the window's session
 # and CSRF MACs; the uplink's TOTP loads it again when it needs it. Not
 # meter.lock: app.lock keeps its object, whose LockError must stay the class
@@ -76,7 +79,7 @@ class Web:
 
     @property
     def ap(self):
-        return self.ctl.ap if self.ctl is not None else None
+        return self.ctl.wifi.ap if self.ctl is not None else None
 
     def remaining_text(self):
         return self.ctl.remaining_text() if self.ctl is not None else "0:00"
@@ -91,7 +94,7 @@ class Web:
             lines = c.presence.lines()
             if lines:
                 return lines
-        return c.setup_lines()
+        return c.wifi.lines()
 
     def wifi_capable(self):
         return hasattr(self.app.board.wifi(), "ap_start")
@@ -132,7 +135,7 @@ class Web:
         return self._open(lambda c, s: c.enable(s), source)
 
     def setup_start(self, source):
-        return self._open(lambda c, s: c.setup_start(s), source)
+        return self._open(lambda c, s: c.wifi.start(s), source)
 
     def disable(self, reason):
         if self.active():

@@ -9,27 +9,22 @@ drops it again afterwards; docs/web.md).
   every session ends and the setup access point closes; then meter.web
   unloads the modules and measures the heap.
 - The login checks, password changes and throttling the pages use.
-- The Wi-Fi setup procedure: a temporary WPA2 access point whose password
-  the display shows, a setup page listing scanned networks; once the
-  station has joined, the credentials are stored and the access point
-  closes.
+- The window's Wi-Fi setup (self.wifi: meter.wifisetup.WifiSetup), whose
+  access point closes with the window.
 """
 
 import asyncio
-import os
 import time
 
-from meter import log
-from meter.settings import Locked
-from meter.web import SERVICE_KEY
+from micropython import const
 
-WINDOW_S = 600
-JOIN_TIMEOUT_MS = 20000
-WATCH_MS = 250
-# Unambiguous characters for the access point's WPA2 password (12 of 31:
-# about 59 bits, WPA2 needs 8 to 63 characters).
-_AP_CHARS = "abcdefghjkmnpqrstuvwxyz23456789"
-_AP_KEY_LEN = 12
+from meter import log
+from meter.errors import UserError
+from meter.web import SERVICE_KEY
+from meter.wifisetup import WifiSetup
+
+WINDOW_S = const(600)
+WATCH_MS = const(250)
 
 
 class WebAdmin:
@@ -46,10 +41,7 @@ class WebAdmin:
         self.verifying = False
         self.error = None
         self.port = None  # the port of the open window (443 with TLS on the device)
-        self.ap = None  # (ssid, key) while the setup access point is on
-        self.networks = None  # last scan: [{"ssid", "rssi", "auth"}]
-        self.join_state = None  # (state, text): joining / joined / failed
-        self._join_task = None
+        self.wifi = WifiSetup(app, self)  # the setup access point, scan and join
 
     # -- the window ----------------------------------------------------------
 
@@ -81,7 +73,7 @@ class WebAdmin:
         if ip is None:
             w = self.app.board.wifi()
             ip = w.ip()
-            if ip is None and self.ap and hasattr(w, "ap_ip"):
+            if ip is None and self.wifi.ap and hasattr(w, "ap_ip"):
                 ip = w.ap_ip()
         if ip is None:
             return None
@@ -126,7 +118,7 @@ class WebAdmin:
 
     async def _start(self):
         try:
-            from meter.web import auth, pages, server
+            from meter.web import auth, server, site
         except MemoryError as e:  # the heap is too fragmented or too small now
             log.exc("web: cannot load the Web Admin", e)
             self.error = "out of memory"
@@ -143,7 +135,7 @@ class WebAdmin:
         if ctx is not None and port == 80:
             port = 443
         self.port = port
-        srv = server.Server(pages.build(self), host, port, ssl=ctx)
+        srv = server.Server(site.build(self), host, port, ssl=ctx)
         ctx = None
         try:
             await srv.start()
@@ -196,12 +188,8 @@ class WebAdmin:
             if srv is not None:
                 await srv.close()
             srv = None
-            if self._join_task is not None:
-                self._join_task.cancel()
-                self._join_task = None
-            if self.ap:
-                self.setup_stop("window closed")
-        except Exception as e:
+            self.wifi.close()
+        except Exception as e:  # the window's end must complete: logged
             log.exc("web: closing failed", e)
         if self.throttle is not None:
             try:
@@ -212,8 +200,6 @@ class WebAdmin:
         self.tokens = None
         self.throttle = None
         self.presence = None
-        self.networks = None
-        self.join_state = None
         self.verifying = False
         self.app.audit.append(reason if reason in ("menu", "web", "control") else "system",
                               "web-admin", "off", reason)
@@ -244,11 +230,12 @@ class WebAdmin:
         return login.verdict_text(verdict, wait, wrong)
 
     async def set_password(self, new, source):
-        """Hash and store a new password; ends every session. None or an error."""
+        """Hash and store a new password; ends every session. Raises a
+        UserError when not stored (the page's edge, chrome.attempt, says why)."""
         from meter import passwd
 
         if self.verifying:
-            return "Another password is being checked. Try again in a moment."
+            raise UserError("Another password is being checked. Try again in a moment.")
         self.verifying = True
         t0 = time.ticks_ms()
         try:
@@ -258,16 +245,10 @@ class WebAdmin:
         # the figure docs/security.md asks to check on the device
         log.info("web: password hashed, %d iterations in %d ms" % (
             passwd.ITERATIONS, time.ticks_diff(time.ticks_ms(), t0)))
-        try:
-            self.app.settings.update({"web.pass": stored}, source)
-        except Locked:
-            raise
-        except Exception as e:
-            return "not stored: %s" % e
+        self.app.settings.update({"web.pass": stored}, source)
         if self.sessions is not None:
             self.sessions.clear()
         self.app.audit.append(source, "web-password", "changed")
-        return None
 
     # -- services ------------------------------------------------------------
 
@@ -278,149 +259,6 @@ class WebAdmin:
                 out.append((label, key))
         return out
 
-    # -- Wi-Fi ---------------------------------------------------------------
-
-    def wifi_capable(self):
-        return hasattr(self.app.board.wifi(), "ap_start")
-
-    def scan(self):
-        """Networks in range (blocking for ~2 s on the ESP32: only on request)."""
-        w = self.app.board.wifi()
-        try:
-            nets = w.scan() if hasattr(w, "scan") else []
-        except Exception as e:
-            log.exc("wifi: scan failed", e)
-            nets = []
-        seen = {}
-        for n in nets:
-            s = n.get("ssid")
-            if s and (s not in seen or n["rssi"] > seen[s]["rssi"]):
-                seen[s] = n
-        out = sorted(seen.values(), key=lambda n: -n["rssi"])[:20]
-        self.networks = out
-        return out
-
-    def setup_start(self, source):
-        """Open the setup access point and the Web Admin window. None or why not."""
-        app = self.app
-        w = app.board.wifi()
-        if not hasattr(w, "ap_start"):
-            return "no access point on this board"
-        if not app.settings.get(SERVICE_KEY):
-            return "Web Admin is off in Services"
-        if app.settings.locked:  # joining would store a network: refused anyway
-            return "module locked"
-        if self.ap is None:
-            rnd = os.urandom(_AP_KEY_LEN)
-            key = "".join(_AP_CHARS[b % len(_AP_CHARS)] for b in rnd)
-            ssid = "Meter-" + app.board.serial()[-4:].upper()
-            try:
-                w.ap_start(ssid, key)
-            except Exception as e:
-                log.exc("wifi: access point failed", e)
-                return "access point failed"
-            self.ap = (ssid, key)
-            app.audit.append(source, "wifi-setup", "start", ssid)
-        self.scan()
-        err = self.enable(source)
-        if err:
-            self.setup_stop(err)
-            return err
-        return None
-
-    def setup_stop(self, why):
-        if self.ap is None:
-            return
-        try:
-            self.app.board.wifi().ap_stop()
-        except Exception as e:
-            log.exc("wifi: stopping the access point failed", e)
-        self.app.audit.append("system", "wifi-setup", "end", why)
-        self.ap = None
-
-    def join(self, ssid, key):
-        """Start joining `ssid`; the result lands in join_state. None or why not."""
-        if not isinstance(ssid, str) or not 0 < len(ssid) <= 32:
-            return "Choose a network."
-        if not isinstance(key, str) or len(key) > 64 or (key and len(key) < 8):
-            return "A Wi-Fi password has 8 to 63 characters (none for an open network)."
-        if self.join_state and self.join_state[0] == "joining":
-            return "Already joining a network."
-        # refused before leaving the current network, not after joining
-        self.app.settings.require_unlocked("web", "wifi-join")
-        self.join_state = ("joining", "Joining %s ..." % ssid)
-        self._join_task = asyncio.create_task(self._join(ssid, key))
-        return None
-
-    def _rejoin(self, old):
-        """Back to the stored network (or none) after a join that does not stay."""
-        w = self.app.board.wifi()
-        if old[0]:
-            w.connect(old[0], old[1])
-        else:
-            w.disconnect()
-        self._join_task = None
-
-    async def _join(self, ssid, key):
-        app = self.app
-        w = app.board.wifi()
-        old = (app.settings.get("wifi.ssid"), app.settings.get("wifi.key"))
-        w.connect(ssid, key)
-        t0 = time.ticks_ms()
-        try:
-            while True:
-                st = w.status()
-                if st == "connected":
-                    break
-                if st == "failed" or time.ticks_diff(time.ticks_ms(), t0) > JOIN_TIMEOUT_MS:
-                    self.join_state = ("failed", "Could not join %s: wrong password or out of "
-                                       "range." % ssid)
-                    app.audit.append("web", "wifi-join", "fail", ssid)
-                    self._rejoin(old)
-                    return
-                await asyncio.sleep_ms(250)
-        except asyncio.CancelledError:
-            # the window ended first: not stored, so not kept either (the
-            # ESP32 would otherwise stay on a network nobody confirmed)
-            app.audit.append("system", "wifi-join", "cancelled", ssid)
-            self._rejoin(old)
-            raise
-        try:
-            app.settings.update({"wifi.ssid": ssid, "wifi.key": key}, "web")
-        except Exception as e:
-            # e.g. locked meanwhile: not stored, so not kept either
-            self.join_state = ("failed", "Joined %s but could not store it: %s" % (ssid, e))
-            self._rejoin(old)
-            return
-        ip = w.ip() or "-"
-        self.join_state = ("joined", "Joined %s, IP address %s. The setup access point is "
-                           "closed." % (ssid, ip))
-        app.audit.append("web", "wifi-join", "ok", ssid)
-        self.setup_stop("joined " + ssid)
-        self._join_task = None
-
-    def reset_wifi(self, source, then_setup):
-        app = self.app
-        try:
-            app.settings.update({"wifi.ssid": "", "wifi.key": ""}, source)
-        except Locked:
-            raise
-        except Exception as e:
-            return str(e)
-        app.board.wifi().disconnect()
-        app.audit.append(source, "wifi-reset", "ok")
-        if then_setup:
-            return self.setup_start(source)
-        return None
-
-    def setup_lines(self):
-        """What the display shows while the access point is on."""
-        ap = self.ap
-        if not ap:
-            return None
-        return ["WI-FI SETUP", "Join " + ap[0], "Password:", ap[1], "then open",
-                self.address() or "-"]
-
     # -- for the simulator's `web` command -------------------------------------------
 
     def status(self):
@@ -429,8 +267,8 @@ class WebAdmin:
                 "bind": list(self.bind()), "conns": len(srv.conns) if srv else 0,
                 "stats": srv.stats if srv else None, "listening": srv is not None,
                 "sessions": len(self.sessions) if self.sessions is not None else 0,
-                "ap": list(self.ap) if self.ap else None,
-                "join": list(self.join_state) if self.join_state else None,
+                "ap": list(self.wifi.ap) if self.wifi.ap else None,
+                "join": list(self.wifi.join_state) if self.wifi.join_state else None,
                 "login_failures": self.throttle.failures if self.throttle else None,
                 "login_writes": self.throttle.writes if self.throttle else None,
                 "code_issues": self.presence.issues if self.presence else None}

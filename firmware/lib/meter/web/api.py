@@ -11,20 +11,20 @@ token except GET /api/v1 (a bare answer: which API this is) and POST
 every event, so revoking or deleting the token ends it within a second.
 """
 
-import asyncio
 import json
-import time
 
 from microdot import Microdot, Response
 
 from meter import VERSION
 from meter.tokens import ACTIVE, PENDING, TokenError, check_name, well_formed
-from meter.web.server import STREAM, WRITE_MS, request_refusal
+from meter.web import live as livestream
+from meter.web.wire import request_refusal
 
 MAX_CONN = 2  # fewer than the Web Admin's 5: they share the request buffers (server.POOL)
 MAX_STREAMS = 2
 STREAM_EVENTS = 3600  # one an hour's worth (1 s apart); the app then reconnects
 JSON = {"Content-Type": "application/json"}
+_REVOKED = b"event: revoked\ndata: {\"error\": \"token revoked\"}\n\n"
 
 
 def _err(status, text, headers=None):
@@ -46,9 +46,7 @@ def build(api):
     web = Microdot()
 
     def live():
-        lv = fw.sampler.live
-        return {"v": lv.v, "i": lv.i, "p": lv.p, "pf": lv.pf, "freq": lv.freq,
-                "fault": fw.sampler.fault}
+        return livestream.values(fw)
 
     @web.before_request
     async def gate(req):
@@ -149,13 +147,15 @@ def build(api):
 
     @web.get("/api/v1/live/stream")
     async def stream(req):
-        srv = req.g.server
-        if sum(1 for c in srv.conns if c.phase == STREAM) >= MAX_STREAMS:
+        # The token's state is asked before every event: a revoked or
+        # deleted token gets a last `revoked` event and the stream ends.
+        tid = req.g.token.id
+        r = livestream.stream(req, MAX_STREAMS, live, lambda: api.store().is_active(tid),
+                              STREAM_EVENTS, 5000, _REVOKED)
+        if r is None:
             return _err(503, "too many live streams (at most %d)" % MAX_STREAMS,
                         {"Retry-After": "5"})
-        req.g.conn.set(STREAM, WRITE_MS)
-        return Response(LiveStream(req.g.conn, req.g.token.id, api, live), 200,
-                        {"Content-Type": "text/event-stream; charset=UTF-8"})
+        return r
 
     @web.errorhandler(404)
     async def not_found(req):
@@ -167,35 +167,3 @@ def build(api):
 
     return web
 
-
-class LiveStream:
-    """Server-sent events, one a second, while the token stays active: its
-    state is asked before every event, so a revoked or deleted token gets a
-    last `revoked` event and the stream ends."""
-
-    def __init__(self, conn, token_id, api, live):
-        self.conn = conn
-        self.id = token_id
-        self.api = api
-        self.live = live
-        self.n = 0
-        self.done = False
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        if self.done or self.n >= STREAM_EVENTS:
-            raise StopAsyncIteration
-        if self.n:
-            await asyncio.sleep_ms(1000)
-        self.conn.deadline = time.ticks_add(time.ticks_ms(), WRITE_MS)
-        if not self.api.store().is_active(self.id):
-            self.done = True
-            return b"event: revoked\ndata: {\"error\": \"token revoked\"}\n\n"
-        self.n += 1
-        data = b"data: " + json.dumps(self.live()).encode() + b"\n\n"
-        return (b"retry: 5000\n" + data) if self.n == 1 else data
-
-    async def aclose(self):
-        pass

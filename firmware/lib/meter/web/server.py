@@ -26,7 +26,8 @@ owns the sockets and hands microdot a parsed request:
 - only GET, HEAD and POST; HTTP/1.0 and 1.1; one request per connection;
 - every response gets the security headers (CSP without inline script,
   frame denial, no-store, nosniff, no referrer);
-- the Host and Origin checks both servers apply are here (request_refusal);
+- the Host and Origin checks both servers apply (meter.web.wire's
+  request_refusal);
 - close() stops accepting, lets requests already in their handlers finish
   and be answered (at most CLOSE_MS), then cancels every connection and
   every streaming response (they run inside their connection's task), and
@@ -41,9 +42,11 @@ from microdot import Request, Response
 from meter import log, memory
 from meter.web import admission
 from meter.web.admission import MAX_PEEK, PEEK_MS
-# (BUF, MAX_HEAD, parse_head, peer_ip: the tests name them through server)
+# (BUF, MAX_HEAD, parse_head, peer_ip, host_ok, request_refusal: the tests
+# name them through server)
 from meter.web.wire import (BUF, BUSY, MAX_BODY, MAX_HEAD, READ, REASONS, Out,  # noqa: F401
-                            Reject, error_bytes, parse_head, peer_ip, read_head, refuse, send_now)
+                            Reject, error_bytes, host_ok, parse_head, peer_ip, read_head, refuse,
+                            request_refusal, send_now)
 
 
 def _print_exception(exc):
@@ -112,56 +115,6 @@ class Conn:
     def set(self, phase, ms):
         self.phase = phase
         self.deadline = time.ticks_add(time.ticks_ms(), ms)
-
-
-def host_ok(host):
-    """Only an IP literal or localhost as Host: a DNS name pointing at the
-    device (DNS rebinding) is refused."""
-    if not host or len(host) > 64:
-        return False
-    if host.startswith("["):
-        i = host.find("]")
-        if i < 0:
-            return False
-        rest = host[i + 1:]
-        return rest == "" or (rest[0] == ":" and rest[1:].isdigit())
-    name, _, port = host.partition(":")
-    if port and not port.isdigit():
-        return False
-    if name == "localhost":
-        return True
-    parts = name.split(".")
-    if len(parts) != 4:
-        return False
-    for p in parts:
-        if not p.isdigit() or len(p) > 3 or int(p) > 255:
-            return False
-    return True
-
-
-def request_refusal(req, strict):
-    """The Host and Origin checks of both servers, in one place: None if the
-    request may go on, "host" (answer 400: not addressed to an IP literal, a
-    DNS-rebinding page) or "origin" (answer 403: sent by another site).
-
-    A POST must carry this server's own Origin (browsers send one on every
-    POST; a missing or "null" one is refused; a GET changes nothing, and
-    the browser keeps its answer from another site's page). strict (the
-    local API, used by apps, never by pages): any request that a browser
-    marks as coming from another origin is refused, GET included: a present
-    Origin must be our own, and Sec-Fetch-Site, if sent, must be
-    same-origin or none (apps send neither)."""
-    h = req.headers
-    host = h.get("Host", "")
-    if not host_ok(host):
-        return "host"
-    origin = h.get("Origin")
-    if (origin is not None) if strict else req.method == "POST":
-        if origin != "%s://%s" % (req.scheme, host):
-            return "origin"
-    if strict and h.get("Sec-Fetch-Site", "none") not in ("same-origin", "none"):
-        return "origin"
-    return None
 
 
 class Server:

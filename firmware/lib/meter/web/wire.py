@@ -1,7 +1,8 @@
 """What goes over the wire for meter.web.server: the request head parsed
 under limits, the head read into a request buffer without ever growing it,
-responses gathered into that buffer, and the one-send answers for requests
-that are refused or malformed. No sockets of its own, no state."""
+responses gathered into that buffer, the one-send answers for requests
+that are refused or malformed, and the Host and Origin checks both servers
+apply (request_refusal). No sockets of its own, no state."""
 
 from microdot.microdot import NoCaseDict
 
@@ -182,3 +183,53 @@ def send_now(writer, data):
 def refuse(writer):
     """Answer 503 without waiting, close."""
     send_now(writer, BUSY)
+
+
+def host_ok(host):
+    """Only an IP literal or localhost as Host: a DNS name pointing at the
+    device (DNS rebinding) is refused."""
+    if not host or len(host) > 64:
+        return False
+    if host.startswith("["):
+        i = host.find("]")
+        if i < 0:
+            return False
+        rest = host[i + 1:]
+        return rest == "" or (rest[0] == ":" and rest[1:].isdigit())
+    name, _, port = host.partition(":")
+    if port and not port.isdigit():
+        return False
+    if name == "localhost":
+        return True
+    parts = name.split(".")
+    if len(parts) != 4:
+        return False
+    for p in parts:
+        if not p.isdigit() or len(p) > 3 or int(p) > 255:
+            return False
+    return True
+
+
+def request_refusal(req, strict):
+    """The Host and Origin checks of both servers, in one place: None if the
+    request may go on, "host" (answer 400: not addressed to an IP literal, a
+    DNS-rebinding page) or "origin" (answer 403: sent by another site).
+
+    A POST must carry this server's own Origin (browsers send one on every
+    POST; a missing or "null" one is refused; a GET changes nothing, and
+    the browser keeps its answer from another site's page). strict (the
+    local API, used by apps, never by pages): any request that a browser
+    marks as coming from another origin is refused, GET included: a present
+    Origin must be our own, and Sec-Fetch-Site, if sent, must be
+    same-origin or none (apps send neither)."""
+    h = req.headers
+    host = h.get("Host", "")
+    if not host_ok(host):
+        return "host"
+    origin = h.get("Origin")
+    if (origin is not None) if strict else req.method == "POST":
+        if origin != "%s://%s" % (req.scheme, host):
+            return "origin"
+    if strict and h.get("Sec-Fetch-Site", "none") not in ("same-origin", "none"):
+        return "origin"
+    return None

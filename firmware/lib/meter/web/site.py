@@ -1,0 +1,106 @@
+"""The Web Admin's microdot app, built per window (build(ctl)): the gate
+every request passes, the static files, and one route module per area,
+each a microdot sub-app mounted here with microdot's own mount():
+
+  route_auth      /login, /logout, /password
+  route_energy    /, /api/live(/stream), /energy, /energy/reset
+  route_network   /network, /network/reset, /wifi (Wi-Fi setup)
+  route_services  /services
+  route_security  /security, /lock/<action>
+  route_device    /device
+  route_tokens    /tokens (docs/api.md)
+
+A route module has `app()`, which returns its sub-app; its handlers are
+module-level functions that find the controller in req.g.ctl and build
+their pages with meter.web.chrome. A new area is one more module and one
+more entry in AREAS (and in meter.web.MODULES, which unloads it).
+
+Every page except /login and /static needs a session; while the session
+was opened with the default password only /password and /logout answer.
+Every POST needs an Origin equal to this server's own origin, a form body,
+and the session's CSRF token (the login form: a token bound to a
+pre-session cookie). GET never changes anything. docs/web.md.
+"""
+
+from microdot import Microdot, Response
+
+from meter.settings import Locked
+from meter.web import (auth, chrome, route_auth, route_device, route_energy, route_network,
+                       route_security, route_services, route_tokens)
+from meter.web.chrome import LOCKED_TEXT, note, page, see_other
+from meter.web.wire import request_refusal
+
+AREAS = (route_auth, route_energy, route_network, route_services, route_security, route_device,
+         route_tokens)
+
+
+def build(ctl):
+    """The microdot app of one window; ctl is the WebAdmin controller."""
+    web = Microdot()
+    audit = ctl.app.audit
+    sessions = ctl.sessions
+
+    @web.before_request
+    async def gate(req):
+        """Host, Origin, session, CSRF, forced password change."""
+        req.g.ctl = ctl
+        req.g.sess = None
+        why = request_refusal(req, False)
+        if why == "host":
+            return Response("bad Host header\n", 400, {"Content-Type": "text/plain"})
+        path = req.path
+        static = path.startswith("/static/")
+        sess = sessions.get(req.cookies.get("sid"), touch=not (static or path.startswith("/api/")))
+        req.g.sess = sess
+        if why:
+            audit.refused("web", "csrf", "origin %s" % req.headers.get("Origin"))
+            return chrome.refused(req, "Cross-site request refused (Origin check).")
+        if req.method == "POST":
+            ct = req.content_type or ""
+            if not ct.startswith("application/x-www-form-urlencoded"):
+                return chrome.refused(req, "Form data expected.", 400)
+        if path == "/login" or static or path == "/favicon.ico":
+            return None
+        if sess is None:
+            if path.startswith("/api/"):
+                return Response({"error": "login required"}, 401)
+            if req.method == "POST":
+                return see_other("/login?m=ended")
+            return see_other("/login")
+        if req.method == "POST" and not auth.check_csrf(sess, chrome.form(req).get("csrf")):
+            audit.refused("web", "csrf", "token")
+            return chrome.refused(req, "Cross-site request refused (missing or wrong form "
+                                  "token). Reload the page and try again.")
+        if sess.must_change and path not in ("/password", "/logout"):
+            if path.startswith("/api/"):
+                return Response({"error": "set a new password first"}, 403)
+            return see_other("/password")
+        return None
+
+    chrome.add(web)  # /static/*, /favicon.ico
+    for area in AREAS:
+        mount(web, area.app())
+
+    @web.errorhandler(Locked)
+    async def locked(req, exc):
+        return page(req, "Module locked", note("err", LOCKED_TEXT, "refused")
+                    + "<p><a href=\"/security\">Security</a></p>", 423, editable=True)
+
+    @web.errorhandler(404)
+    async def not_found(req):
+        return chrome.text("not found\n", 404)
+
+    @web.errorhandler(405)
+    async def not_allowed(req):
+        return chrome.text("method not allowed\n", 405)
+
+    return web
+
+
+def mount(web, sub):
+    """microdot's mount(), then the sub-app's own route table goes: mount()
+    copies its routes into `web`, and a second table would cost heap for as
+    long as the window is open (the sub-app object stays, as each route's
+    owner)."""
+    web.mount(sub)
+    sub.url_map = []
