@@ -372,6 +372,34 @@ def test_host_header_check_and_escaping():
     assert kwh(1234567891234) == "1234.567"
 
 
+def test_the_web_edge_turns_a_refusal_into_the_pages_message():
+    # One helper for every page (issue 17): a UserError in its own words, a
+    # fault as "internal error" (logged), the lock on to the 423 page.
+    from meter import log
+    from meter.errors import UserError
+    from meter.settings import Locked
+    from meter.web.chrome import attempt
+
+    def refuse(what):
+        raise UserError("no room for " + what)
+
+    def broken():
+        raise KeyError("wifi.ssid")
+
+    def locked():
+        raise Locked()
+
+    async def slow(why):
+        await asyncio.sleep_ms(1)
+        return why
+
+    assert run(attempt(refuse, "that")) == "no room for that"
+    assert run(attempt(broken)) == "internal error"
+    assert any("web: change failed" in l and "wifi.ssid" in l for l in log.recent()), log.recent()
+    assert run(attempt(slow, None)) is None and run(attempt(slow, "busy")) == "busy"
+    raises(Locked, run, attempt(locked))
+
+
 # -- Wi-Fi of both boards -------------------------------------------------------------
 
 def test_host_wifi_simulation():

@@ -19,7 +19,7 @@ from meter import log
 from meter.errors import message
 from meter.web import SERVICE_KEY
 
-JOIN_TIMEOUT_MS = const(20000)
+_JOIN_TIMEOUT_MS = const(20000)
 _JOIN_POLL_MS = const(250)
 _MAX_NETS = const(20)
 # Unambiguous characters for the access point's WPA2 password (12 of 31:
@@ -36,9 +36,6 @@ class WifiSetup:
         self.networks = None  # last scan: [{"ssid", "rssi", "auth"}]
         self.join_state = None  # (state, text): joining / joined / failed
         self._join_task = None
-
-    def capable(self):
-        return hasattr(self.app.board.wifi(), "ap_start")
 
     def scan(self):
         """Networks in range (blocking for ~2 s on the ESP32: only on request)."""
@@ -143,7 +140,7 @@ class WifiSetup:
                 st = w.status()
                 if st == "connected":
                     break
-                if st == "failed" or time.ticks_diff(time.ticks_ms(), t0) > JOIN_TIMEOUT_MS:
+                if st == "failed" or time.ticks_diff(time.ticks_ms(), t0) > _JOIN_TIMEOUT_MS:
                     self.join_state = ("failed", "Could not join %s: wrong password or out of "
                                        "range." % ssid)
                     app.audit.append("web", "wifi-join", "fail", ssid)

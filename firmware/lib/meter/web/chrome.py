@@ -50,9 +50,9 @@ JS = b"""'use strict';
 """
 
 
-NAV = (("/", "Dashboard"), ("/energy", "Energy"), ("/network", "Network"), ("/wifi", "Wi-Fi setup"),
-       ("/services", "Services"), ("/tokens", "Tokens"), ("/security", "Security"),
-       ("/device", "Device"))
+NAV = (("/", "Dashboard"), ("/energy", "Energy"), ("/network", "Network"),
+       ("/wifi", "Wi-Fi setup"), ("/services", "Services"), ("/tokens", "Tokens"),
+       ("/security", "Security"), ("/device", "Device"))
 
 MESSAGES = {
     "out": ("ok", "You are logged out."),
@@ -66,8 +66,6 @@ MESSAGES = {
 }
 LOCKED_TEXT = ("Module locked: all configuration is read-only. Unlock it on the Security "
                "page.")
-_HTML = {"Content-Type": "text/html; charset=UTF-8"}
-_TEXT = {"Content-Type": "text/plain; charset=UTF-8"}
 
 
 def esc(s):
@@ -131,7 +129,7 @@ def see_other(url):
 
 
 def text(body, status):
-    return Response(body, status, _TEXT)
+    return Response(body, status, {"Content-Type": "text/plain; charset=UTF-8"})
 
 
 def message_code(req):
@@ -186,7 +184,7 @@ def page(req, title, body, status=200, nav=True, editable=False):
     if ro:
         out.append("</fieldset>")
     out.append("</main></body></html>")
-    return Response(_parts(out), status, _HTML)
+    return Response(_parts(out), status, {"Content-Type": "text/html; charset=UTF-8"})
 
 
 def refused(req, why, status=403):

@@ -16,9 +16,6 @@ from microdot import Response
 from meter.text import kwh
 from meter.web.server import STREAM, WRITE_MS
 
-_SSE = {"Content-Type": "text/event-stream; charset=UTF-8"}
-
-
 def values(fw, energy=False):
     """The live values (energy: with the import/export totals in kWh)."""
     lv = fw.sampler.live
@@ -38,7 +35,8 @@ def stream(req, max_streams, live, alive, events, retry_ms, gone=None):
     if sum(1 for c in req.g.server.conns if c.phase == STREAM) >= max_streams:
         return None
     req.g.conn.set(STREAM, WRITE_MS)
-    return Response(LiveStream(req.g.conn, live, alive, events, retry_ms, gone), 200, _SSE)
+    return Response(LiveStream(req.g.conn, live, alive, events, retry_ms, gone), 200,
+                    {"Content-Type": "text/event-stream; charset=UTF-8"})
 
 
 class LiveStream:

@@ -7,9 +7,7 @@ display shows, then forces a new password (docs/web.md, docs/security.md).
 from microdot import Microdot
 
 from meter import passwd
-from meter.web import auth
-from meter.web.chrome import (MESSAGES, attempt, csrf_field, form, note, page, see_other,
-                              set_cookie)
+from meter.web import auth, chrome
 
 
 def app():
@@ -32,12 +30,12 @@ def login_page(req, msg="", status=200, pre=None, retry=0, code=False):
         pre = new_pre = auth.new_id()
     body = []
     if req.scheme != "https":
-        body.append(note("warn", "This connection is not encrypted (plain HTTP): the password "
-                         "crosses the network readable by anyone on it. Log in only from a "
-                         "network you trust.", "plain-http"))
+        body.append(chrome.note("warn", "This connection is not encrypted (plain HTTP): the "
+                                "password crosses the network readable by anyone on it. Log "
+                                "in only from a network you trust.", "plain-http"))
     m = req.args.get("m") if req.args else None
-    if not msg and m in MESSAGES:
-        body.append(note(*MESSAGES[m]))
+    if not msg and m in chrome.MESSAGES:
+        body.append(chrome.note(*chrome.MESSAGES[m]))
     if msg:
         body.append(msg)
     body.append("<form method=\"post\" action=\"/login\">"
@@ -51,9 +49,9 @@ def login_page(req, msg="", status=200, pre=None, retry=0, code=False):
                     "name=\"code\" id=\"code\" inputmode=\"numeric\" "
                     "autocomplete=\"one-time-code\" maxlength=\"12\"></label>")
     body.append("<button id=\"login\">Log in</button></form>")
-    r = page(req, "Log in", body, status, nav=False)
+    r = chrome.page(req, "Log in", body, status, nav=False)
     if new_pre:
-        set_cookie(r, "pre", new_pre, secure=req.scheme == "https")
+        chrome.set_cookie(r, "pre", new_pre, secure=req.scheme == "https")
     if retry:
         r.headers["Retry-After"] = str(retry)
     return r
@@ -62,52 +60,49 @@ def login_page(req, msg="", status=200, pre=None, retry=0, code=False):
 async def login_get(req):
     s = req.g.sess
     if s is not None:
-        return see_other("/password" if s.must_change else "/")
+        return chrome.see_other("/password" if s.must_change else "/")
     return login_page(req)
-
-
-# verdict of ctl.check_login -> (status, kind, text, ask for the code); text
-# may take the seconds to wait
-_REFUSALS = {
-    "wait": (429, "err", "Too many failed logins. Try again in %d s.", False),
-    "codewait": (429, "err", "Too many failed logins. Try again in %d s.", False),
-    "hold": (429, "err", "Too many failed logins on this device. Try again in %d s, or type "
-             "the code now shown on the device's display with your password.", True),
-    "badcode": (401, "err", "Wrong code. You can try again in %d s.", True),
-    "fail": (401, "err", "Wrong user name or password. You can try again in %d s.", False),
-}
 
 
 async def login_post(req):
     ctl = req.g.ctl
     fw = ctl.app
-    f = form(req)
+    f = chrome.form(req)
     pre = req.cookies.get("pre")
     if not ctl.tokens.check(pre, f.get("csrf")):
         fw.audit.refused("web", "csrf", "login token")
-        return login_page(req, note("err", "The login form had expired or did not come from "
-                                    "this device. Please try again."), 403)
+        return login_page(req, chrome.note("err", "The login form had expired or did not come "
+                                           "from this device. Please try again."), 403)
     ip = req.g.conn.ip
     verdict, wait = await ctl.check_login(ip, f.get("user", ""), f.get("password", ""),
                                           f.get("code"))
-    if verdict in _REFUSALS:
-        status, kind, text, code = _REFUSALS[verdict]
-        return login_page(req, note(kind, text % wait), status, retry=wait, code=code)
+    # verdict -> (status, kind, text with the seconds to wait, ask for the code)
+    refusal = {
+        "wait": (429, "err", "Too many failed logins. Try again in %d s.", False),
+        "codewait": (429, "err", "Too many failed logins. Try again in %d s.", False),
+        "hold": (429, "err", "Too many failed logins on this device. Try again in %d s, or "
+                 "type the code now shown on the device's display with your password.", True),
+        "badcode": (401, "err", "Wrong code. You can try again in %d s.", True),
+        "fail": (401, "err", "Wrong user name or password. You can try again in %d s.", False),
+    }.get(verdict)
+    if refusal:
+        status, kind, text, code = refusal
+        return login_page(req, chrome.note(kind, text % wait), status, retry=wait, code=code)
     if verdict == "code":
-        return login_page(req, note("warn", "The password is the factory default: to prove "
-                                    "that you are at the device, also type the code now "
-                                    "shown on its display.", "need-code"), code=True)
+        return login_page(req, chrome.note("warn", "The password is the factory default: to prove "
+                                           "that you are at the device, also type the code now "
+                                           "shown on its display.", "need-code"), code=True)
     if verdict == "busy":
-        return login_page(req, note("err", "Another login is being checked. Try again in a "
-                                    "moment."), 503, retry=1)
+        return login_page(req, chrome.note("err", "Another login is being checked. Try again in a "
+                                           "moment."), 503, retry=1)
     sessions = ctl.sessions
     sessions.end(req.cookies.get("sid"))  # never keep a session id across a login
     default = passwd.is_default(fw.settings.get("web.pass"))
     sid, _ = sessions.create(ip, must_change=default)
     fw.audit.append("web", "login", "ok", ip)
-    r = see_other("/password" if default else "/")
-    set_cookie(r, "sid", sid, secure=req.scheme == "https")
-    set_cookie(r, "pre", "", 0)
+    r = chrome.see_other("/password" if default else "/")
+    chrome.set_cookie(r, "sid", sid, secure=req.scheme == "https")
+    chrome.set_cookie(r, "pre", "", 0)
     return r
 
 
@@ -115,8 +110,8 @@ async def logout(req):
     ctl = req.g.ctl
     ctl.sessions.end(req.cookies.get("sid"))
     ctl.app.audit.append("web", "logout", "ok", req.g.conn.ip)
-    r = see_other("/login?m=out")
-    set_cookie(r, "sid", "", 0)
+    r = chrome.see_other("/login?m=out")
+    chrome.set_cookie(r, "sid", "", 0)
     return r
 
 
@@ -124,9 +119,9 @@ def password_form(req, forced, msg=""):
     """The password form's parts (also on the Security page)."""
     body = [msg]
     if forced:
-        body.append(note("warn", "You logged in with the default password. Set your own "
-                         "password before anything else.", "forced"))
-    body.append("<form method=\"post\" action=\"/password\">" + csrf_field(req))
+        body.append(chrome.note("warn", "You logged in with the default password. Set your own "
+                                "password before anything else.", "forced"))
+    body.append("<form method=\"post\" action=\"/password\">" + chrome.csrf_field(req))
     if not forced:
         body.append("<label>Current password <input type=\"password\" name=\"current\" "
                     "autocomplete=\"current-password\"></label>")
@@ -145,25 +140,27 @@ def _title(s):
 
 async def password_get(req):
     s = req.g.sess
-    return page(req, _title(s), password_form(req, s.must_change))
+    return chrome.page(req, _title(s), password_form(req, s.must_change))
 
 
 async def password_post(req):
     ctl = req.g.ctl
     s = req.g.sess
-    f = form(req)
+    f = chrome.form(req)
     title = _title(s)
     if not s.must_change:
         verdict, wait = await ctl.check_login(req.g.conn.ip, passwd.USER, f.get("current", ""))
         if verdict != "ok":
-            return page(req, title, password_form(req, False, note("err", ctl.verdict_text(
-                verdict, wait, "The current password is wrong."))), 403)
+            why = ctl.verdict_text(verdict, wait, "The current password is wrong.")
+            return chrome.page(req, title, password_form(req, False, chrome.note("err", why)), 403)
     err = passwd.policy(f.get("new", ""), f.get("repeat", ""))
+    status = 400
+    if not err:
+        err = await chrome.attempt(ctl.set_password, f.get("new"), "web")
+        status = 503
     if err:
-        return page(req, title, password_form(req, s.must_change, note("err", err)), 400)
-    err = await attempt(ctl.set_password, f.get("new"), "web")
-    if err:
-        return page(req, title, password_form(req, s.must_change, note("err", err)), 503)
-    r = see_other("/login?m=changed")
-    set_cookie(r, "sid", "", 0)
+        return chrome.page(req, title, password_form(req, s.must_change, chrome.note("err", err)),
+                           status)
+    r = chrome.see_other("/login?m=changed")
+    chrome.set_cookie(r, "sid", "", 0)
     return r

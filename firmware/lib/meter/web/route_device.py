@@ -5,7 +5,7 @@ from microdot import Microdot
 
 from meter import VERSION
 from meter.text import UNSUPPORTED, state
-from meter.web.chrome import esc, page
+from meter.web import chrome
 
 
 def app():
@@ -21,6 +21,6 @@ async def device(req):
             ("Secure boot", state(sec.get("secure_boot", UNSUPPORTED))),
             ("Flash encryption", state(sec.get("flash_encryption", UNSUPPORTED))),
             ("Connection", "HTTPS" if req.scheme == "https" else "plain HTTP (not encrypted)"))
-    return page(req, "Device", ["<table>", [
+    return chrome.page(req, "Device", ["<table>", [
         "<tr><th class=\"l\">%s</th><td class=\"l\" id=\"dev%d\">%s</td></tr>"
-        % (k, i, esc(v)) for i, (k, v) in enumerate(rows)], "</table>"])
+        % (k, i, chrome.esc(v)) for i, (k, v) in enumerate(rows)], "</table>"])

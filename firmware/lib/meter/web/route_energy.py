@@ -1,15 +1,16 @@
 """The Web Admin's Dashboard (live values, its JSON and event stream) and
 the energy counters with their reset (meter.web.site mounts app())."""
 
+from micropython import const
+
 from microdot import Microdot, Response
 
 from meter import passwd
 from meter.text import kwh
-from meter.web import live
-from meter.web.chrome import attempt, csrf_field, esc, form, note, page
+from meter.web import chrome, live
 
-SSE_EVENTS = 60  # events per stream (1 s apart); the browser then reconnects
-MAX_STREAMS = 2
+_SSE_EVENTS = const(60)  # events per stream (1 s apart); the browser then reconnects
+_MAX_STREAMS = const(2)
 
 
 def app():
@@ -40,8 +41,8 @@ async def dashboard(req):
             "<p class=\"small\">Updated <span id=\"updated\">-</span> (live, every second)</p>"
             "</div><script src=\"/static/app.js\" defer></script>"
             % (d["p"][3], d["pf"][3], d["freq"], d["imp_kwh"], d["exp_kwh"],
-               esc(d["fault"] or "none"))]
-    return page(req, "Dashboard", body)
+               chrome.esc(d["fault"] or "none"))]
+    return chrome.page(req, "Dashboard", body)
 
 
 async def api_live(req):
@@ -53,8 +54,8 @@ async def api_stream(req):
     fw = ctl.app
     sess = req.g.sess
     sessions = ctl.sessions
-    r = live.stream(req, MAX_STREAMS, lambda: live.values(fw, True),
-                    lambda: sessions.alive(sess), SSE_EVENTS, 2000)
+    r = live.stream(req, _MAX_STREAMS, lambda: live.values(fw, True),
+                    lambda: sessions.alive(sess), _SSE_EVENTS, 2000)
     return r if r is not None else Response({"error": "too many live streams"}, 503)
 
 
@@ -66,19 +67,20 @@ def energy_table(fw):
         rows.append("<tr><th class=\"l\">%s</th><td id=\"imp%d\">%s</td><td id=\"exp%d\">%s"
                     "</td></tr>" % (names[i], i, kwh(u[i]), i, kwh(u[4 + i])))
     return ["<table>", rows, "</table><p class=\"small\">Counter generation %d (deliberate "
-            "resets), store %s.</p>" % (fw.counters.generation, esc(fw.counters.status))]
+            "resets), store %s.</p>" % (fw.counters.generation, chrome.esc(fw.counters.status))]
 
 
 async def energy(req):
-    return page(req, "Energy counters", [energy_table(req.g.ctl.app), "<p><a href=\"/energy/"
-                                         "reset\" id=\"reset\">Reset the counters&hellip;</a></p>"])
+    return chrome.page(req, "Energy counters", [
+        energy_table(req.g.ctl.app),
+        "<p><a href=\"/energy/reset\" id=\"reset\">Reset the counters&hellip;</a></p>"])
 
 
 def reset_form(req, msg=""):
-    return [msg, note("warn", "Resetting the energy counters is IRREVERSIBLE: all totals and "
-                      "per-phase values are permanently deleted.", "irreversible"),
+    return [msg, chrome.note("warn", "Resetting the energy counters is IRREVERSIBLE: all totals "
+                             "and per-phase values are permanently deleted.", "irreversible"),
             energy_table(req.g.ctl.app), "<form method=\"post\" action=\"/energy/reset\">",
-            csrf_field(req),
+            chrome.csrf_field(req),
             "<label><input type=\"checkbox\" name=\"confirm\" value=\"RESET\" id=\"confirm\">"
             " I understand that this cannot be undone</label>"
             "<label>Your password <input type=\"password\" name=\"password\" "
@@ -91,7 +93,7 @@ _RESET_TITLE = "Reset energy counters?"
 
 
 async def energy_reset_get(req):
-    return page(req, _RESET_TITLE, reset_form(req))
+    return chrome.page(req, _RESET_TITLE, reset_form(req))
 
 
 async def energy_reset_post(req):
@@ -99,17 +101,19 @@ async def energy_reset_post(req):
 
     ctl = req.g.ctl
     fw = ctl.app
-    f = form(req)
+    f = chrome.form(req)
     if f.get("confirm") != RESET_CONFIRM:
-        return page(req, _RESET_TITLE, reset_form(req, note("err", "Not reset: tick the box to "
-                                                            "confirm.")), 400)
+        return _refused(req, "Not reset: tick the box to confirm.", 400)
     verdict, wait = await ctl.check_login(req.g.conn.ip, passwd.USER, f.get("password", ""))
     if verdict != "ok":
         fw.audit.append("web", "counter-reset", "refused", "password")
-        return page(req, _RESET_TITLE, reset_form(req, note("err", ctl.verdict_text(
-            verdict, wait, "Not reset: wrong password."))), 403)
-    err = await attempt(fw.counters.reset, RESET_CONFIRM, "web")
+        return _refused(req, ctl.verdict_text(verdict, wait, "Not reset: wrong password."), 403)
+    err = await chrome.attempt(fw.counters.reset, RESET_CONFIRM, "web")
     if err:
-        return page(req, _RESET_TITLE, reset_form(req, note("err", "Not reset: " + err)), 500)
-    return page(req, "Energy counters", [note("ok", "All energy counters were reset to 0."),
-                                         energy_table(fw)])
+        return _refused(req, "Not reset: " + err, 500)
+    return chrome.page(req, "Energy counters", [
+        chrome.note("ok", "All energy counters were reset to 0."), energy_table(fw)])
+
+
+def _refused(req, why, status):
+    return chrome.page(req, _RESET_TITLE, reset_form(req, chrome.note("err", why)), status)

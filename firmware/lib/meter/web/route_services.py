@@ -5,7 +5,7 @@ web.site mounts app()). The change is audited once, by the settings store
 from microdot import Microdot
 
 from meter.text import state
-from meter.web.chrome import attempt, csrf_field, esc, form, note, page, set_cookie
+from meter.web import chrome
 
 
 def app():
@@ -25,32 +25,36 @@ def services_page(req, msg=""):
                     "action=\"/services\">%s<input type=\"hidden\" name=\"key\" value=\"%s\">"
                     "<input type=\"hidden\" name=\"on\" value=\"%d\"><button id=\"svc-%s\">"
                     "Switch %s</button></form></td></tr>"
-                    % (esc(label), state(bool(on)), csrf_field(req), esc(key),
-                       0 if on else 1, esc(key.replace(".", "-")), "off" if on else "on"))
+                    % (chrome.esc(label), state(bool(on)), chrome.csrf_field(req), chrome.esc(key),
+                       0 if on else 1, chrome.esc(key.replace(".", "-")), "off" if on else "on"))
     return [msg, "<table><tr><th class=\"l\">Service</th><th>State</th><th></th></tr>", rows,
             "</table><p class=\"small\">A service that is off has its port closed. Switching "
             "the Web Admin off ends this window and every session now.</p>"]
 
 
 async def services(req):
-    return page(req, "Services", services_page(req))
+    return chrome.page(req, "Services", services_page(req))
 
 
 async def services_post(req):
     ctl = req.g.ctl
-    f = form(req)
+    f = chrome.form(req)
     key = f.get("key", "")
     if key not in [k for _, k in ctl.service_list()]:
-        return page(req, "Services", services_page(req, note("err", "Unknown service.")), 400)
+        return _answer(req, "err", "Unknown service.", 400)
     on = f.get("on") == "1"
-    err = await attempt(ctl.app.settings.update, {key: on}, "web")
+    # (audited once, by the store; no record of the page's own)
+    err = await chrome.attempt(ctl.app.settings.update, {key: on}, "web")
     if err:
-        return page(req, "Services", services_page(req, note("err", "Not changed: " + err)), 400)
+        return _answer(req, "err", "Not changed: " + err, 400)
     if key == "web.allowed" and not on:
-        r = page(req, "Services", note("ok", "The Web Admin is switched off: its port closes "
-                                        "now. Switch it on again in the device's menu "
-                                        "(Settings, Services)."), nav=False)
-        set_cookie(r, "sid", "", 0)
+        r = chrome.page(req, "Services", chrome.note(
+            "ok", "The Web Admin is switched off: its port closes now. Switch it on again in the "
+            "device's menu (Settings, Services)."), nav=False)
+        chrome.set_cookie(r, "sid", "", 0)
         return r  # the controller's watcher closes the window right after
-    return page(req, "Services", services_page(req, note("ok", "%s switched %s." % (
-        key, "on" if on else "off"))))
+    return _answer(req, "ok", "%s switched %s." % (key, "on" if on else "off"))
+
+
+def _answer(req, kind, text, status=200):
+    return chrome.page(req, "Services", services_page(req, chrome.note(kind, text)), status)

@@ -10,7 +10,8 @@ here, the Web Admin's error handler answers it (HTTP 423).
 
 from microdot import Microdot
 
-from meter.web.chrome import csrf_field, esc, form, note, page, utc
+from meter.web import chrome
+
 
 # meter.tokens loads with the store, at the first use of this page, not
 # with every window (it stays loaded with the store afterwards).
@@ -30,7 +31,7 @@ def app():
 def button(req, action, id_, label, cls=""):
     return ("<form method=\"post\" action=\"/tokens/%s\">%s<input type=\"hidden\" name=\"id\" "
             "value=\"%s\"><button id=\"%s-%s\"%s>%s</button></form>"
-            % (action, csrf_field(req), esc(id_), action, esc(id_),
+            % (action, chrome.csrf_field(req), chrome.esc(id_), action, chrome.esc(id_),
                " class=\"danger\"" if cls else "", label))
 
 
@@ -39,12 +40,13 @@ def tokens_page(req, msg="", status=200):
     api = fw.api
     store = api.store()
     store.expire()
+    esc = chrome.esc
     rows = []
     for t in store.tokens:
         acts = []
         if t.state == PENDING:
             acts.append("<a href=\"/tokens/confirm?id=%s\" id=\"confirm-%s\">Confirm&hellip;"
-                        "</a>" % (esc(t.id), esc(t.id)))
+                        "</a>" % (chrome.esc(t.id), chrome.esc(t.id)))
         elif t.state == ACTIVE:
             acts.append(button(req, "revoke", t.id, "Revoke", "danger"))
         acts.append(button(req, "delete", t.id, "Delete", "danger"))
@@ -54,8 +56,8 @@ def tokens_page(req, msg="", status=200):
         rows.append("<tr id=\"tok-%s\"><td class=\"l\">%s</td><td class=\"l\">%s</td>"
                     "<td class=\"l\">%s</td><td class=\"l\">%s</td><td class=\"l\">%s</td>"
                     "<td class=\"l\">%s</td></tr>"
-                    % (esc(t.id), esc(t.name), esc(state), utc(t.t), esc(t.ip),
-                       utc(t.t_ok), "".join(acts)))
+                    % (esc(t.id), esc(t.name), esc(state), chrome.utc(t.t), esc(t.ip),
+                       chrome.utc(t.t_ok), "".join(acts)))
     from meter.tokens import MAX_PENDING, MAX_TOKENS
 
     on = fw.settings.get("api.enabled")
@@ -68,10 +70,10 @@ def tokens_page(req, msg="", status=200):
              "stays listed until deleted.</p>"
              % ("on" if on else "off", MAX_TOKENS, MAX_PENDING, store.pending_s()))
     if not rows:
-        return page(req, "App tokens", [msg, intro, "<p id=\"no-tokens\">No tokens.</p>"],
-                    status)
+        return chrome.page(req, "App tokens", [msg, intro, "<p id=\"no-tokens\">No tokens.</p>"],
+                           status)
     # Sent row by row (chrome.page): up to MAX_TOKENS rows never become one string.
-    return page(req, "App tokens", [
+    return chrome.page(req, "App tokens", [
         msg, intro, "<table id=\"tokens\"><tr><th class=\"l\">App</th><th class=\"l\">"
         "State</th><th class=\"l\">Asked for (UTC)</th><th class=\"l\">From</th>"
         "<th class=\"l\">Confirmed (UTC)</th><th></th></tr>", rows, "</table>"], status)
@@ -80,15 +82,15 @@ def tokens_page(req, msg="", status=200):
 def act(req, fn, done):
     from meter.tokens import TokenError
 
-    f = form(req)
+    f = chrome.form(req)
     id_ = f.get("id", "")
     store = req.g.ctl.app.api.store()
     t = store.get(id_)
     try:
         fn(store, id_)  # Locked propagates: the error handler answers 423
     except TokenError as e:
-        return tokens_page(req, note("err", "Not done: %s." % e), e.status)
-    return tokens_page(req, note("ok", done % (t.name if t else id_)))
+        return tokens_page(req, chrome.note("err", "Not done: %s." % e), e.status)
+    return tokens_page(req, chrome.note("ok", done % (t.name if t else id_)))
 
 
 async def tokens(req):
@@ -99,20 +101,20 @@ async def confirm_get(req):
     store = req.g.ctl.app.api.store()
     t = store.get(req.args.get("id", "") if req.args else "")
     if t is None or t.state != PENDING:
-        return tokens_page(req, note("err", "No such pending token (a request expires after "
-                                        "%d s)." % store.pending_s()), 404)
-    body = (note("warn", "Allow the app below to read live values, energy counters and "
-                 "device information from now on? Confirm only an app you have just paired "
-                 "yourself.", "allow")
+        why = "No such pending token (a request expires after %d s)." % store.pending_s()
+        return tokens_page(req, chrome.note("err", why), 404)
+    body = (chrome.note("warn", "Allow the app below to read live values, energy counters and "
+                        "device information from now on? Confirm only an app you have just paired "
+                        "yourself.", "allow")
             + "<table><tr><th class=\"l\">App</th><td class=\"l\" id=\"c-name\">%s</td></tr>"
-              "<tr><th class=\"l\">Asked for (UTC)</th><td class=\"l\">%s</td></tr>"
-              "<tr><th class=\"l\">From</th><td class=\"l\" id=\"c-ip\">%s</td></tr></table>"
-            % (esc(t.name), utc(t.t), esc(t.ip))
-            + "<form method=\"post\" action=\"/tokens/confirm\">" + csrf_field(req)
-            + "<input type=\"hidden\" name=\"id\" value=\"%s\">" % esc(t.id)
+            "<tr><th class=\"l\">Asked for (UTC)</th><td class=\"l\">%s</td></tr>"
+            "<tr><th class=\"l\">From</th><td class=\"l\" id=\"c-ip\">%s</td></tr></table>"
+            % (chrome.esc(t.name), chrome.utc(t.t), chrome.esc(t.ip))
+            + "<form method=\"post\" action=\"/tokens/confirm\">" + chrome.csrf_field(req)
+            + "<input type=\"hidden\" name=\"id\" value=\"%s\">" % chrome.esc(t.id)
             + "<button id=\"do-confirm\">Confirm token</button> "
-              "<a href=\"/tokens\" id=\"cancel\">Cancel</a></form>")
-    return page(req, "Confirm app token?", body)
+            "<a href=\"/tokens\" id=\"cancel\">Cancel</a></form>")
+    return chrome.page(req, "Confirm app token?", body)
 
 
 async def confirm_post(req):
