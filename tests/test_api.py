@@ -213,8 +213,8 @@ def test_off_by_default_and_switching_the_service_off_closes_the_port(tmp_path):
         assert stream_closed(stream)  # the open stream went with it
         # the API's routes are unloaded; what the open Web Admin uses stays
         s.wait_for(lambda: s.cmd("api")["modules"] == ["meter.web.server", "meter.web.admission",
-                                                      "meter.web.wire", "microdot",
-                                                      "microdot.microdot"],
+                                                      "meter.web.wire", "meter.web.live",
+                                                      "microdot", "microdot.microdot"],
                    what="unloaded")
         s.cmd("web", "off")  # the Web Admin's window was using those
         s.wait_for(lambda: s.cmd("api")["modules"] == [], what="API modules unloaded")

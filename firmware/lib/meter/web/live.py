@@ -11,10 +11,8 @@ import asyncio
 import json
 import time
 
-from microdot import Response
-
-from meter.text import kwh
-from meter.web.server import STREAM, WRITE_MS
+# (the functions import what they need themselves: a name in this module's
+# globals would cost heap for as long as the API or a window is open)
 
 def values(fw, energy=False):
     """The live values (energy: with the import/export totals in kWh)."""
@@ -22,6 +20,8 @@ def values(fw, energy=False):
     d = {"v": lv.v, "i": lv.i, "p": lv.p, "pf": lv.pf, "freq": lv.freq,
          "fault": fw.sampler.fault}
     if energy:
+        from meter.text import kwh
+
         u = fw.counters.uwh
         d["imp_kwh"] = kwh(u[3])
         d["exp_kwh"] = kwh(u[7])
@@ -32,21 +32,26 @@ def stream(req, max_streams, live, alive, events, retry_ms, gone=None):
     """The streaming response, or None when max_streams streams are open
     already (the caller answers that in its own format). gone: the last
     event sent when alive() turns false (None: the stream just ends)."""
+    from microdot import Response
+
+    from meter.web.server import STREAM, WRITE_MS
+
     if sum(1 for c in req.g.server.conns if c.phase == STREAM) >= max_streams:
         return None
     req.g.conn.set(STREAM, WRITE_MS)
-    return Response(LiveStream(req.g.conn, live, alive, events, retry_ms, gone), 200,
+    return Response(LiveStream(req.g.conn, live, alive, events, retry_ms, gone, WRITE_MS), 200,
                     {"Content-Type": "text/event-stream; charset=UTF-8"})
 
 
 class LiveStream:
-    def __init__(self, conn, live, alive, events, retry_ms, gone):
+    def __init__(self, conn, live, alive, events, retry_ms, gone, write_ms):
         self.conn = conn
         self.live = live
         self.alive = alive
         self.events = events
         self.retry = ("retry: %d\n" % retry_ms).encode()
         self.gone = gone
+        self.write_ms = write_ms  # each event renews the connection's deadline by this
         self.n = 0
         self.done = False
 
@@ -58,7 +63,7 @@ class LiveStream:
             raise StopAsyncIteration
         if self.n:
             await asyncio.sleep_ms(1000)
-        self.conn.deadline = time.ticks_add(time.ticks_ms(), WRITE_MS)
+        self.conn.deadline = time.ticks_add(time.ticks_ms(), self.write_ms)
         if not self.alive():
             self.done = True
             if self.gone is None:
