@@ -14,6 +14,7 @@ import time
 # (the functions import what they need themselves: a name in this module's
 # globals would cost heap for as long as the API or a window is open)
 
+
 def values(fw, energy=False):
     """The live values (energy: with the import/export totals in kWh)."""
     lv = fw.sampler.live

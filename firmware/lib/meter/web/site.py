@@ -28,6 +28,7 @@ from meter.settings import Locked
 from meter.web import auth, chrome
 from meter.web.wire import request_refusal
 
+
 def build(ctl):
     """The microdot app of one window; ctl is the WebAdmin controller."""
     web = Microdot()
