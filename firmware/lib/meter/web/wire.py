@@ -91,7 +91,7 @@ def parse_head(head):
 class Out:
     """microdot writes the status line, every header and every body chunk
     with its own awrite(). This gathers them into the connection's buffer
-    and sends it when full, so a page sent in many small pieces (pages.py
+    and sends it when full, so a page sent in many small pieces (chrome.page
     streams its parts) goes out in few sends and is never one big string.
     live=True (event streams): the head and each event are sent at once."""
 
