@@ -22,16 +22,9 @@ FIRMWARE = os.path.join(ROOT, "firmware")
 LIB = os.path.join(FIRMWARE, "lib")
 MAX_LINES = 400
 
-# Being fixed on branch `webroutes` (issue 17: web/pages.py, web/server.py,
-# web/admin.py split into route modules); empty this when it lands.
-PENDING_WEBROUTES = {
-    "big": {"meter.web.pages", "meter.web.server", "meter.web.admin"},
-    "cycles": {
-        ("meter.web", "meter.web.admin"),
-        ("meter.web.pages", "meter.web.tokens"),
-    },
-    "hasattr": {"meter.web.admin", "meter.api"},
-}
+# Branch `webroutes` (issue 17: web/pages.py, web/server.py, web/admin.py
+# split into route modules) has landed: nothing pending.
+PENDING_WEBROUTES = {"big": set(), "cycles": set(), "hasattr": set()}
 # Being fixed on branch `features` (issue 17: feature registry, UI in one
 # direction); empty this when it lands.
 PENDING_FEATURES = {

@@ -372,6 +372,15 @@ def test_host_header_check_and_escaping():
     assert kwh(1234567891234) == "1234.567"
 
 
+def test_the_controller_asks_the_service_switch_the_handle_registers():
+    # meter.web.admin names the key itself (meter.web loads it: importing
+    # the key from there would be an import circle); the two must agree.
+    import meter.web
+    from meter.web import admin
+
+    assert admin.SERVICE_KEY == meter.web.SERVICE_KEY
+
+
 def test_the_web_edge_turns_a_refusal_into_the_pages_message():
     # One helper for every page (issue 17): a UserError in its own words, a
     # fault as "internal error" (logged), the lock on to the 423 page.

@@ -21,7 +21,6 @@ import time
 from meter import log
 
 SERVICE_KEY = "api.enabled"
-PORT = 8081
 WATCH_MS = 500
 # The pairing rate limit: a bucket of PAIR_BURST requests, one more every
 # PAIR_REFILL_MS, for all clients together.
@@ -38,7 +37,7 @@ def install(app):
     a = Api(app)
     app.api = a
     app.services.append(("Local API", SERVICE_KEY))
-    if hasattr(app.board, "add_command"):
+    if app.board.commands:
         app.board.add_command("api", a.command)
     # Created now, runs once the loop starts (App.run); cancelled with the rest.
     app.sup.spawn("api", a.run)
@@ -57,8 +56,7 @@ class Api:
         self.heap_on = None  # heap in use right after the API opened
 
     def bind(self):
-        host = getattr(self.app.board, "http_bind", ("0.0.0.0", 80))[0]
-        return getattr(self.app.board, "api_bind", (host, PORT))
+        return self.app.board.api_bind
 
     # -- the token store, shared with the Web Admin's Tokens page ------------------
 

@@ -17,7 +17,6 @@ from micropython import const
 
 from meter import log
 from meter.errors import message
-from meter.web import SERVICE_KEY
 
 _JOIN_TIMEOUT_MS = const(20000)
 _JOIN_POLL_MS = const(250)
@@ -41,7 +40,7 @@ class WifiSetup:
         """Networks in range (blocking for ~2 s on the ESP32: only on request)."""
         w = self.app.board.wifi()
         try:
-            nets = w.scan() if hasattr(w, "scan") else []
+            nets = w.scan()
         except Exception as e:  # a driver fault: the page shows "No networks found."
             log.exc("wifi: scan failed", e)
             nets = []
@@ -58,9 +57,9 @@ class WifiSetup:
         """Open the setup access point and the Web Admin window. None or why not."""
         app = self.app
         w = app.board.wifi()
-        if not hasattr(w, "ap_start"):
+        if not w.can_ap:
             return "no access point on this board"
-        if not app.settings.get(SERVICE_KEY):
+        if not self.ctl.allowed():
             return "Web Admin is off in Services"
         if app.settings.locked:  # joining would store a network: refused anyway
             return "module locked"

@@ -20,8 +20,11 @@ from micropython import const
 
 from meter import log
 from meter.errors import UserError
-from meter.web import SERVICE_KEY
 from meter.wifisetup import WifiSetup
+
+# meter.web.SERVICE_KEY, not imported from there: meter.web loads this module
+# (no import circle; tests/mpy/test_web.py checks that the two agree)
+SERVICE_KEY = "web.allowed"
 
 WINDOW_S = const(600)
 WATCH_MS = const(250)
@@ -48,13 +51,17 @@ class WebAdmin:
     def bind(self):
         """(host, port) the server listens on: the board says (device: all
         interfaces, port 80; simulator: 127.0.0.1 and --web-port)."""
-        return getattr(self.app.board, "http_bind", ("0.0.0.0", 80))
+        return self.app.board.http_bind
 
     def window_s(self):
         return min(self.app.settings.get("test.web_window_s"), WINDOW_S)
 
     def active(self):
         return self.on
+
+    def allowed(self):
+        """The Web Admin service is switched on (Services)."""
+        return self.app.settings.get(SERVICE_KEY)
 
     def remaining_s(self):
         if not self.on:
@@ -73,7 +80,7 @@ class WebAdmin:
         if ip is None:
             w = self.app.board.wifi()
             ip = w.ip()
-            if ip is None and self.wifi.ap and hasattr(w, "ap_ip"):
+            if ip is None and self.wifi.ap and w.can_ap:
                 ip = w.ap_ip()
         if ip is None:
             return None
@@ -82,7 +89,7 @@ class WebAdmin:
     def enable(self, source):
         """Open the window (or restart its 10 minutes). Returns None, or why not."""
         app = self.app
-        if not app.settings.get(SERVICE_KEY):
+        if not self.allowed():
             return "switched off in Services"
         if self.web.closing:
             return "still closing; try again"
@@ -113,7 +120,7 @@ class WebAdmin:
                 self.throttle.flush()  # failed-login counts deferred to spare the flash
             if time.ticks_diff(time.ticks_ms(), self.until) >= 0:
                 self.disable("window")
-            elif not self.app.settings.get(SERVICE_KEY):
+            elif not self.allowed():
                 self.disable("service off")
 
     async def _start(self):

@@ -25,6 +25,8 @@ from meter import log
 from meter.errors import UserError, message
 from meter.settings import Locked
 
+_COROUTINE = type((lambda: (yield))())  # what a coroutine function returns (a generator)
+
 WARN_S = const(60)  # the warning shows from this many seconds before the close
 
 # /favicon.ico: a 16x16 two-colour PNG in an ICO (130 bytes, a yellow bolt on
@@ -201,7 +203,7 @@ async def attempt(fn, *args):
     with the 423 page."""
     try:
         r = fn(*args)
-        if hasattr(r, "send"):  # a coroutine (MicroPython: a generator)
+        if isinstance(r, _COROUTINE):
             r = await r
     except Locked:
         raise
