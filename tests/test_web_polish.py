@@ -69,10 +69,21 @@ def sim(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(browser, sim):
+def shared_page(browser, sim):
     pg = logged_in(browser, sim)
     yield pg
     pg.context.close()
+
+
+@pytest.fixture
+def page(shared_page, sim):
+    """The module's logged-in page; its console problems are each test's
+    own, and none may be a refusal (a 503 "busy" or short of memory: the
+    server's counters are in the message)."""
+    shared_page.problems.clear()
+    yield shared_page
+    busy = [p for p in shared_page.problems if "503" in p]
+    assert not busy, (busy, sim.cmd("web")["stats"], sim.cmd("mem"))
 
 
 def _rgb(css):

@@ -37,11 +37,34 @@ def stream(req, max_streams, live, alive, events, retry_ms, gone=None):
 
     from meter.web.server import STREAM, WRITE_MS
 
-    if sum(1 for c in req.g.server.conns if c.phase == STREAM) >= max_streams:
+    if _open(req.g.server.conns, STREAM) >= max_streams:
         return None
     req.g.conn.set(STREAM, WRITE_MS)
     return Response(LiveStream(req.g.conn, live, alive, events, retry_ms, gone, WRITE_MS), 200,
                     {"Content-Type": "text/event-stream; charset=UTF-8"})
+
+
+def _open(conns, phase):
+    """The streams whose client is still there. A browser that leaves a page
+    closes its end of the page's stream, but this side would notice only
+    when an event fails to be written, a second or two later: a newer page
+    of the same browser would be refused its stream meanwhile, and a refused
+    EventSource never tries again. So a stream whose socket reads as closed
+    is ended here and now."""
+    one = bytearray(1)  # (only when the streams are all taken: rare)
+    n = 0
+    for c in conns:
+        if c.phase != phase:
+            continue
+        try:
+            r = c.sock.readinto(one)  # None: open, nothing sent (as a stream's client does)
+        except OSError:
+            r = 0  # reset
+        if r == 0:
+            c.task.cancel()  # its connection's task gives its slot back
+        else:
+            n += 1
+    return n
 
 
 class LiveStream:

@@ -110,6 +110,7 @@ class Conn:
         self.phase = HEAD
         self.got = 0  # bytes of the request received so far
         self.buf = None  # its request buffer, from the shared pool
+        self.sock = None  # its socket (meter.web.live asks it whether the client has gone)
         self.deadline = time.ticks_add(now, HEAD_MS)
 
     def set(self, phase, ms):
@@ -276,6 +277,7 @@ class Server:
         conn = Conn(asyncio.current_task(), peer_ip(writer.get_extra_info("peername")), now)
         conn.got = n
         conn.buf = buf
+        conn.sock = writer.s
         self.conns.append(conn)
         try:
             await self._serve(conn, reader, writer, buf)
