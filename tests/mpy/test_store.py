@@ -766,3 +766,43 @@ def test_counter_save_failure_backs_off_and_is_flagged():
     assert c.save_failed
     assert not c.due(41000)  # not retried every tick
     assert c.due(70000)
+
+
+def test_settings_change_announced_once_after_it_is_durable_and_audited():
+    # Consumers wait in Settings.changed() instead of polling: each stored
+    # change wakes every waiter once, when the record is on flash and the
+    # audit has its one entry; a refused change wakes nobody.
+    import asyncio
+
+    d = tmpdir()
+    audit = AuditLog(LogStore(part(d, "audit")), Clock())
+    s = Settings(LogStore(part(d, "cfg")), audit)
+    seen = []  # (waiter, value on a fresh load of the flash, audit entries)
+
+    async def waiter(name):
+        while True:
+            await s.changed()
+            seen.append((name, Settings(LogStore(part(d, "cfg"))).get("mqtt.port"),
+                         len(audit.events())))
+
+    async def main():
+        tasks = [asyncio.create_task(waiter(n)) for n in ("a", "b")]
+        await asyncio.sleep_ms(10)
+        assert seen == [], "a waiter woke before any change: %r" % seen
+        n0 = len(audit.events())
+        s.update({"mqtt.port": 1883}, "web")
+        await asyncio.sleep_ms(10)
+        assert sorted(seen) == [("a", 1883, n0 + 1), ("b", 1883, n0 + 1)], \
+            "each waiter wakes once, after the write and its single audit entry: %r" % seen
+        raises(SettingsError, s.update, {"mqtt.port": 0}, "web")
+        await asyncio.sleep_ms(10)
+        assert len(seen) == 2, "a refused change must not wake anyone: %r" % seen
+        s.update({"mqtt.port": 1884}, "menu")
+        await asyncio.sleep_ms(10)
+        assert [v for _, v, _ in seen[2:]] == [1884, 1884], seen
+        assert s.seq == 2, "seq counts stored changes: %d" % s.seq
+        for t in tasks:
+            t.cancel()
+        await asyncio.sleep_ms(0)
+
+    asyncio.run(main())

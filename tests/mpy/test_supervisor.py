@@ -83,7 +83,7 @@ def test_restarted_display_task_does_not_offer_the_pin_reset_again():
     # only: after the restart it must not appear, however long they are held.
     from upytest import tmpdir
 
-    from meter import ui
+    from meter import home as ui  # the start-up screen's timings
     from meter.app import App
     from meter.board import BTN_DOWN, BTN_UP
     from meter.board.host import HostBoard

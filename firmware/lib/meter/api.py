@@ -33,14 +33,12 @@ SHARED = ("meter.web.server", "meter.web.admission", "meter.web.wire", "meter.we
 
 
 def install(app):
-    """Attach the local API to the firmware (App.__init__ calls this)."""
+    """Attach the local API to the firmware (a feature: meter/app.py)."""
     a = Api(app)
     app.api = a
-    app.services.append(("Local API", SERVICE_KEY))
-    if app.board.commands:
-        app.board.add_command("api", a.command)
-    # Created now, runs once the loop starts (App.run); cancelled with the rest.
-    app.sup.spawn("api", a.run)
+    app.add_service("Local API", SERVICE_KEY)
+    app.add_command("api", a.command)
+    app.spawn("api", a.run)  # started by App.run, cancelled with the rest
     return a
 
 
@@ -104,7 +102,7 @@ class Api:
                 elif not on and (self.server is not None or self.error is not None):
                     await self._stop("service off")
                     self.error = None
-                await asyncio.sleep_ms(WATCH_MS)
+                await self.app.settings.changed()  # announced by the store, not polled
         finally:
             if self.server is not None:
                 await self._stop("stopped")

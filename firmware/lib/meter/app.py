@@ -1,8 +1,29 @@
-"""Composition root: builds the board and the services, runs the tasks.
+"""Composition root: builds the board and the core services, installs the
+features, runs the tasks.
 
-One cooperative asyncio loop. Tasks now: metering (critical), display,
-watchdog, and the board's own services (the simulator's control socket and
-keys). Later features add the menu, Web Admin, MQTT and OTA here.
+One cooperative asyncio loop. The core is metering (critical), the
+settings store, the counters, the display and the watchdog. Everything
+else is a feature: a module in FEATURES with install(app), which registers
+what it brings through the registry below and nothing else
+(docs/architecture.md, "Adding a feature"):
+
+    add_menu(where, label, fn(ui))   a menu entry; where: "security",
+                                     "communication", "wifi", or
+                                     "wifi-reset" (offered after Reset Wi-Fi)
+    add_service(label, key)          a network service switched by a bool
+                                     setting (menu Services, self-test)
+    add_command(name, fn(args))      a control command (the simulator's socket;
+                                     none on a board without one)
+    add_status(prio, fn() -> text)   a status-line text or None; lower prio
+                                     first; the core faults rank at 20
+                                     (meter/home.py)
+    add_notice(fn() -> lines)        lines shown instead of the pages
+    spawn(name, coroutine fn)        a supervised task, started by run()
+    on_start(fn())                   called once the tasks run
+    add_state(key, fn())             a value in the control socket's `state`
+
+A feature that others use sets its handle on the app (app.web, app.api,
+app.uplink, app.lock).
 """
 
 import asyncio
@@ -21,6 +42,11 @@ from meter.settings import Settings
 from meter.state import State
 from meter.supervisor import Supervisor
 
+# Installed in this order (it is the order of their menu entries and
+# services): the module lock, the update state, the Web Admin, the local
+# API, the cloud uplink.
+FEATURES = ("meter.lock", "meter.otafeature", "meter.web", "meter.api", "meter.uplink")
+
 
 class App:
     def __init__(self, board):
@@ -36,77 +62,84 @@ class App:
                                        self.audit, UWH_PER_LSB,
                                        self.settings.get("energy.save_min_ms"),
                                        self.settings.require_unlocked)
-        self._lock = None
         self.pin = PinGuard(self.settings, self.state_, self.audit)
         # The start-up screen (and its forgotten-PIN reset) is shown once per
         # start of the firmware, not again when the display task restarts.
         self.startup_shown = False
-        # Firmware update state (meter/otastatus.py): the version the
-        # bootloader went back from, and an update's progress in percent.
-        self.ota_rollback = None
-        self.ota_progress = None
-        # Features register what the menu shows: (where, label, fn(ui)) and
-        # network services as (label, settings key).
+        # The registry (see the module's docstring).
         self.menu_entries = []
         self.services = []
-        from meter import web  # Web Admin: menu entries, service; loads its server on demand
-
-        web.install(self)
-        from meter import api  # local API for apps: its server loads only while it is on
-
-        api.install(self)
-        from meter.uplink import Uplink  # cloud MQTT: its session code loads only when on
-
-        self.uplink = Uplink(self)
-        self.services.extend(Uplink.SERVICES)
-        self.menu_entries.extend(self.uplink.menu_entries())
+        self.status = []
+        self.notices = []
+        self._tasks = []
+        self._started = []
+        self._state = []
+        self.add_command("state", self.state)
+        self.add_command("quit", self.quit)
+        for name in FEATURES:
+            __import__(name)
+            sys.modules[name].install(self)
         meter = ATM90E32(board.meter_spi(), line_freq=self.settings.get("meter.line_freq"))
         self.sampler = Sampler(meter, self.counters, self.sup,
                                self.settings.get("meter.tick_ms"))
+        self.add_command("lateness-reset", lambda a: self.sampler.lateness.clear() or {"ok": True})
+        self.add_command("mem", memory.snapshot)
         self._stop = asyncio.Event()
         self.exit_code = 0
         gc.collect()
 
-    @property
-    def lock(self):
-        """The module lock's password checks (meter/lock.py), loaded on first
-        use: the lock itself is enforced by the settings store, which needs
-        none of this code (heap at start-up)."""
-        lk = self._lock
-        if lk is None:
-            from meter.lock import ModuleLock
+    # -- the registry ---------------------------------------------------------------
 
-            lk = self._lock = ModuleLock(self.settings, self.state_, self.audit)
-        return lk
+    def add_menu(self, where, label, fn):
+        self.menu_entries.append((where, label, fn))
+
+    def add_service(self, label, key):
+        self.services.append((label, key))
+
+    def add_command(self, name, fn):
+        if self.board.commands:  # a board without a control socket takes none
+            self.board.add_command(name, fn)
+
+    def add_status(self, prio, fn):
+        st = self.status
+        i = 0
+        while i < len(st) and st[i][0] <= prio:
+            i += 1
+        st.insert(i, (prio, fn))
+
+    def add_notice(self, fn):
+        self.notices.append(fn)
+
+    def spawn(self, name, fn):
+        self._tasks.append((name, fn))
+
+    def on_start(self, fn):
+        self._started.append(fn)
+
+    def add_state(self, key, fn):
+        self._state.append((key, fn))
+
+    # -- running --------------------------------------------------------------------
 
     async def run(self):
-        from meter.ui import Ui
+        from meter import home
 
         log.info("meter %s on %s, serial %s" % (VERSION, self.board.name, self.board.serial()))
         self.audit.append("system", "boot", "ok", VERSION)
         ssid = self.settings.get("wifi.ssid")
         if ssid:
             self.board.wifi().connect(ssid, self.settings.get("wifi.key"))
-        if hasattr(self.board, "add_command"):
-            self.board.add_command("state", self.state)
-            self.board.add_command("quit", self.quit)
-            from meter import memory
-
-            self.board.add_command("mem", memory.snapshot)
-            self.board.add_command("lateness-reset", lambda a: self.sampler.lateness.clear() or {"ok": True})
-            self.board.add_command("ota", lambda a: _otastatus().status(self))
-            self.board.add_command("ota-install", lambda a: _otastatus().install_file(self, a))
         sup = self.sup
         sup.spawn("meter", self.sampler.run, critical=True)
         # Built inside the task: a missing panel must not stop metering.
-        sup.spawn("display", lambda: Ui(self).run())
-        sup.spawn("mqtt", self.uplink.run)
+        sup.spawn("display", lambda: home.run(self))
+        for name, fn in self._tasks:
+            sup.spawn(name, fn)
         sup.spawn("watchdog", lambda: sup.watchdog(self.board))
         for name, fn in self.board.services():
             sup.spawn(name, fn)
-        # After the tasks: reports a rollback, starts the self-test of a new image.
-        _otastatus().check(self)
-        _release_ota(self.board)
+        for fn in self._started:  # e.g. the rollback report, the self-test
+            fn()
         gc.collect()
         await self._stop.wait()
         sup.cancel_all()
@@ -123,46 +156,28 @@ class App:
         """Snapshot for the simulator's control socket and the benchmark."""
         lv = self.sampler.live
         gc.collect()
-        return {
+        out = {
             "counters_uwh": dict(zip(NAMES, self.counters.uwh)),
             "generation": self.counters.generation,
             "counters_status": self.counters.status,
             "saves": self.counters.saves,
             "settings_status": self.settings.status,
-            "config_seq": self.settings.store.seq,  # moves with every stored change
+            "config_seq": self.settings.store.seq,  # moves with every stored record
             "lock": self.settings.lock_state(),
             "fault": self.sampler.fault,
             "live": {"v": lv.v, "i": lv.i, "p": lv.p, "pf": lv.pf, "freq": lv.freq},
             "lateness_ms": self.sampler.lateness.summary(),
             "restarts": self.sup.restarts,
-            "mqtt": self.uplink.snapshot(),
             "version": VERSION,
-            "ota_rollback": self.ota_rollback,
             "heap_free": gc.mem_free(),
             "heap_used": gc.mem_alloc(),
         }
+        for key, fn in self._state:
+            out[key] = fn()
+        return out
 
 
 SERVICE_EXIT = 4  # = meter.service.EXIT_CODE (not imported: that module loads on demand)
-
-
-def _otastatus():
-    from meter import otastatus
-
-    return otastatus
-
-
-# What the start-up check of the app slots loads: about 6 KB that metering,
-# the display and the services never use; an update or a self-test loads
-# them again.
-_OTA_MODULES = ("meter.otastatus", "meter.otadata", "meter.board.otahost", "meter.board.esp32ota")
-
-
-def _release_ota(board):
-    from meter.memory import unload
-
-    board.forget_ota()
-    unload(_OTA_MODULES)
 
 
 def main():
@@ -172,9 +187,9 @@ def main():
         app = App(board)
         asyncio.run(app.run())
     finally:
-        restore = getattr(sys.modules.get("meter.board.host"), "restore_terminal", None)
-        if restore:
-            restore()
+        host = sys.modules.get("meter.board.host")
+        if host is not None:  # the simulator's terminal back to normal
+            host.restore_terminal()
         if board.name == "esp32" and (app is None or app.exit_code != SERVICE_EXIT):
             from meter.buildcfg import DEV_REPL
 

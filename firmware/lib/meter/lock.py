@@ -19,6 +19,10 @@ refused unchecked with "Too many attempts: wait N s." (never "wrong
 password": it may be the right one). There is
 no way around a forgotten password on the device: recovery is the service
 centre's factory wipe over USB, which erases all configuration.
+
+As a feature (install(app), meter/app.py): app.lock is this module's
+ModuleLock for the Web Admin and the cloud, and the menu shows the lock's
+state under Security > Module lock (it is switched elsewhere).
 """
 
 from meter.backoff import Backoff
@@ -28,6 +32,29 @@ MIN_LEN = 4
 MAX_LEN = 64
 WAIT_MAX_S = 3600
 WIPE = "Forgotten? Only a service-centre factory wipe over USB recovers."
+
+
+def install(app):
+    app.lock = ModuleLock(app.settings, app.state_, app.audit)
+
+    def show(ui):
+        from meter.screens import Info
+
+        ui.push(Info(ui, "MODULE LOCK", lambda: lines(app.settings)))
+
+    app.add_menu("security", "Module lock", show)
+
+
+def lines(settings):
+    """The lock's state on the display; it is switched in the Web Admin or
+    by the cloud."""
+    st = settings.lock_state()
+    if st == "locked":
+        return ["State: LOCKED", "Config is read-only. Unlock: Web Admin/cloud.",
+                "Forgot it? Only service wipe."]
+    if st == "unlocked":
+        return ["State: unlocked", "Lock it in Web Admin Security or by the cloud."]
+    return ["State: no lock password set.", "Set it in Web Admin Security."]
 
 
 class LockError(UserError):

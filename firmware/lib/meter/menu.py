@@ -1,23 +1,25 @@
 """The Settings menu tree (the paths of the product's Security and Access
-page). Each entry does its real job; an entry whose feature has not landed
-yet is not shown (features add themselves through `app.menu_entries`)."""
+page). Each entry does its real job. The features' entries come from the
+registry (app.menu_entries: (where, label, fn(ui)), meter.app): this
+module imports no feature; an entry whose feature is not installed is not
+shown."""
 
-from meter import VERSION
+from meter import VERSION, pinflow
 from meter.energy import RESET_CONFIRM
+from meter.screens import Confirm, Info, Menu, Message, refused
 from meter.text import UNSUPPORTED, short, state
-from meter.ui import Confirm, Info, Menu, Message, PinEntry
 
 
-def root(ui):
-    app = ui.app
+def root(ui, app):
+    def sub(title, fn):
+        return lambda: ui.push(Menu(ui, title, lambda: fn(ui, app)))
 
     def items():
-        it = [("Security", lambda: ui.push(Menu(ui, "SECURITY", lambda: security(ui)))),
-              ("Communication", lambda: ui.push(Menu(ui, "COMMUNICATION", lambda: comm(ui)))),
-              ("Measurement", lambda: ui.push(Menu(ui, "MEASUREMENT", lambda: measurement(ui))))]
-        svc = services(ui)
-        if svc:
-            it.append(("Services", lambda: ui.push(Menu(ui, "SERVICES", lambda: services(ui)))))
+        it = [("Security", sub("SECURITY", security)),
+              ("Communication", sub("COMMUNICATION", comm)),
+              ("Measurement", sub("MEASUREMENT", measurement))]
+        if app.services:
+            it.append(("Services", sub("SERVICES", services)))
         it.append(("Firmware", lambda: ui.push(Info(ui, "FIRMWARE", lambda: firmware(app)))))
         it.append(("Device info", lambda: ui.push(Info(ui, "DEVICE INFO", lambda: device(app)))))
         return it
@@ -25,143 +27,89 @@ def root(ui):
     return Menu(ui, "SETTINGS", items)
 
 
-def _extra(ui, where):
-    return [(label, (lambda f=fn: f(ui))) for w, label, fn in getattr(ui.app, "menu_entries", ())
-            if w == where]
+def _extra(ui, app, where):
+    return [(label, (lambda f=fn: f(ui))) for w, label, fn in app.menu_entries if w == where]
 
 
-def security(ui):
-    return ([("Change PIN", lambda: change_pin(ui)),
-             ("Module lock", lambda: ui.push(Info(ui, "MODULE LOCK", lambda: lock_lines(ui.app))))]
-            + _extra(ui, "security"))
+def security(ui, app):
+    return ([("Change PIN", lambda: pinflow.change(ui, app.pin, app.settings.locked))]
+            + _extra(ui, app, "security"))
 
 
-def lock_lines(app):
-    """The lock's state; it is switched in the Web Admin or by the cloud."""
-    st = app.settings.lock_state()
-    if st == "locked":
-        return ["State: LOCKED", "Config is read-only. Unlock: Web Admin/cloud.",
-                "Forgot it? Only service wipe."]
-    if st == "unlocked":
-        return ["State: unlocked", "Lock it in Web Admin Security or by the cloud."]
-    return ["State: no lock password set.", "Set it in Web Admin Security."]
+def comm(ui, app):
+    return ([("Network", lambda: ui.push(Menu(ui, "NETWORK", lambda: network(ui, app))))]
+            + _extra(ui, app, "communication"))
 
 
-def comm(ui):
-    return ([("Network", lambda: ui.push(Menu(ui, "NETWORK", lambda: network(ui))))]
-            + _extra(ui, "communication"))
+def network(ui, app):
+    return [("Wi-Fi", lambda: ui.push(Menu(ui, "WI-FI", lambda: wifi(ui, app))))]
 
 
-def network(ui):
-    return [("Wi-Fi", lambda: ui.push(Menu(ui, "WI-FI", lambda: wifi(ui))))]
-
-
-def wifi(ui):
-    app = ui.app
-
+def wifi(ui, app):
     def status():
         w = app.board.wifi()
         return ["Network:", app.settings.get("wifi.ssid") or "-",
                 "State: " + w.status(), "IP: " + (w.ip() or "-")]
 
     return ([("Status", lambda: ui.push(Info(ui, "WI-FI STATUS", status)))]
-            + _extra(ui, "wifi")
+            + _extra(ui, app, "wifi")
             + [("Reset Wi-Fi", lambda: ui.push(Confirm(
                 ui, ["RESET WI-FI?", "Back to 'not configured'. Run Wi-Fi setup again after."],
-                lambda: reset_wifi(ui), "Yes, reset")))])
+                lambda: reset_wifi(ui, app), "Yes, reset")))])
 
 
-def reset_wifi(ui):
-    app = ui.app
+def reset_wifi(ui, app):
     try:
         app.settings.update({"wifi.ssid": "", "wifi.key": ""}, "menu")
     except Exception as e:
-        ui.push(Message(ui, ["NOT RESET", str(e)]))
+        refused(ui, "NOT RESET", e)
         return
     app.board.wifi().disconnect()
     app.audit.append("menu", "wifi-reset", "ok")
-    ui.push(Message(ui, ["WI-FI RESET", "Not configured."], then=lambda: _offer_setup(ui)))
+
+    def offer():
+        # What a feature offers after the reset (the Web Admin: Wi-Fi setup,
+        # No preselected), registered under "wifi-reset".
+        for w, _, fn in app.menu_entries:
+            if w == "wifi-reset":
+                fn(ui)
+                return
+
+    ui.push(Message(ui, ["WI-FI RESET", "Not configured."], then=offer))
 
 
-def _offer_setup(ui):
-    """After Reset Wi-Fi: offer the Wi-Fi setup procedure (No preselected)."""
-    web = getattr(ui.app, "web", None)
-    if web is not None and web.wifi_capable():
-        ui.push(Confirm(ui, ["WI-FI SETUP?", "Open the setup access point now?"],
-                        lambda: _wifi_setup(web, ui), "Yes, start"))
-
-
-def _wifi_setup(web, ui):
-    from meter.web import menu as web_menu
-
-    web_menu.menu_wifi_setup(web, ui)
-
-
-def measurement(ui):
+def measurement(ui, app):
     # "Reset energy counters" does not fit a menu row: the question says it.
     return [("Reset counters", lambda: ui.push(Confirm(
         ui, ["RESET ENERGY COUNTERS?", "IRREVERSIBLE: all totals and per-phase values are "
-             "deleted."], lambda: reset_counters(ui), "Yes, reset all")))]
+             "deleted."], lambda: reset_counters(ui, app), "Yes, reset all")))]
 
 
-def reset_counters(ui):
+def reset_counters(ui, app):
     try:
-        ui.app.counters.reset(RESET_CONFIRM, "menu")
+        app.counters.reset(RESET_CONFIRM, "menu")
     except Exception as e:
-        ui.push(Message(ui, ["NOT RESET", str(e)]))
+        refused(ui, "NOT RESET", e)
         return
     ui.push(Message(ui, ["COUNTERS RESET", "All energy counters are 0."]))
 
 
-def services(ui):
+def services(ui, app):
     """One on/off entry per network service that exists (features register
-    (label, settings key) in app.services)."""
-    app = ui.app
+    (label, settings key) with app.add_service)."""
     out = []
-    for label, key in getattr(app, "services", ()):
+    for label, key in app.services:
         on = app.settings.get(key)
         out.append(("%s: %s" % (short(label), state(bool(on))),
-                    (lambda k=key, v=on: _toggle(ui, k, not v))))
+                    (lambda k=key, v=on: _toggle(ui, app, k, not v))))
     return out
 
 
-def _toggle(ui, key, value):
+def _toggle(ui, app, key, value):
     try:
-        ui.app.settings.update({key: value}, "menu")
+        app.settings.update({key: value}, "menu")
     except Exception as e:
-        ui.push(Message(ui, ["NOT CHANGED", str(e)]))
-
-
-def change_pin(ui):
-    pin = ui.pin
-    if ui.app.settings.locked:  # say so before asking for three PINs
-        ui.push(Message(ui, ["NOT CHANGED", "module locked"]))
-        return
-
-    def got_current(p):
-        if not pin.check(p):
-            if pin.wait_s():
-                ui.home()  # locked out: leave the menu altogether
-                ui.enter_settings()
-            else:
-                ui.top().note = "Wrong PIN"
-            return
-        ui.stack.pop()
-        ui.push(PinEntry(ui, "CHANGE PIN", "New PIN:", got_new))
-
-    def got_new(p):
-        def repeat(p2):
-            ui.stack.pop()
-            if p2 != p:
-                ui.push(PinEntry(ui, "CHANGE PIN", "New PIN:", got_new, "PINs differ"))
-                return
-            if ui._store_pin(p2):
-                ui.push(Message(ui, ["PIN CHANGED"]))
-
-        ui.stack.pop()
-        ui.push(PinEntry(ui, "CHANGE PIN", "Repeat new PIN:", repeat))
-
-    ui.push(PinEntry(ui, "CHANGE PIN", "Current PIN:", got_current))
+        refused(ui, "NOT CHANGED", e)
 
 
 def firmware(app):

@@ -1,6 +1,10 @@
-"""The display's generic screens: messages, questions, read-only lines,
-menus and PIN entry (meter.ui stacks them; meter.menu and the features fill
-them).
+"""The display's toolkit: the text grid and the generic screens (messages,
+questions, read-only lines, menus, PIN entry). It knows nothing of the
+application: meter.ui stacks the screens, meter.menu, meter.home and the
+features fill them.
+
+A screen has render(s) (s: a Grid) and event(ev) (meter.buttons). Its `ui`
+is the display's stack: push(), pop(), home(), top(), cancel_pin().
 
 Every message goes through meter.text.wrap (word boundaries) and scrolls
 with UP/DOWN when it is longer than its rows, so no screen cuts a word or
@@ -9,8 +13,43 @@ everywhere: "UP/DN", "OK:<what>", and "hold OK: back" / "hold OK: cancel"
 (a choice that a long OK also makes says "(hold OK)").
 """
 
+from micropython import const
+
 from meter import buttons as btn
-from meter.text import wrap, wrap_all
+from meter import log
+from meter.errors import UserError, message
+from meter.text import COLS, wrap, wrap_all
+
+_W = const(128)  # panel width in pixels; a row is 8 pixels high
+
+
+class Grid:
+    """The 16x8 text grid on a panel's framebuffer."""
+
+    def __init__(self, panel):
+        self.d = panel
+        self.fb = panel.fb
+
+    def clear(self):
+        self.fb.fill(0)
+
+    def line(self, row, text, inverse=False):
+        fb = self.fb
+        y = row * 8
+        fb.fill_rect(0, y, _W, 8, 1 if inverse else 0)
+        fb.text(text[:COLS], 0, y, 0 if inverse else 1)
+
+    def show(self):
+        self.d.show()
+
+
+def refused(ui, title, e):
+    """The display's edge of the one error type: a UserError's own words
+    under `title`; anything else is a fault, logged, and the user reads
+    "internal error"."""
+    if not isinstance(e, UserError):
+        log.exc("ui: " + title, e)
+    ui.push(Message(ui, [title, message(e)]))
 
 
 def _text(s, lines, top, rows, off):

@@ -11,6 +11,12 @@ cannot be read (no valid record although the flash is neither blank nor
 set up by a first write that was cut) runs on defaults in RAM and reports "corrupt": nothing is written back on its own,
 so the damaged data stays for inspection until someone changes a setting.
 
+A stored change is announced once: `seq` moves and every task waiting in
+`changed()` wakes, after the record is on flash and audited. Consumers
+(the services that open and close their ports) wait there instead of
+polling the values; the store is also the one audit point of a change,
+whatever the interface.
+
 The module lock (docs/security.md, "Module lock") lives here too: while
 `lock.on` is set, update() refuses every change with Locked, and the
 changes that are not settings (counter reset, token confirmation,
@@ -22,6 +28,7 @@ the runtime state keeps a locked device locked even if this store is
 damaged beyond reading (fail closed).
 """
 
+import asyncio
 import json
 
 from meter import log
@@ -109,6 +116,10 @@ class Settings:
         self.mirror = mirror
         self._set = {}
         self.status = "ok"
+        # Announcing changes: seq counts the stored changes; _ev is set and
+        # replaced by a fresh one at each, so a waiter wakes once per change.
+        self.seq = 0
+        self._ev = asyncio.Event()
         self.load()
 
     @property
@@ -154,6 +165,12 @@ class Settings:
                 self._set[k] = _check(k, v)
             except SettingsError as e:
                 log.warn("settings: dropped %s: %s" % (k, e))
+
+    async def changed(self):
+        """Return after the next stored change (any key, lock included):
+        the value is then durable and audited. Callers read what they need
+        with get() and wait again."""
+        await self._ev.wait()
 
     def get(self, key):
         if key in self._set:
@@ -221,6 +238,10 @@ class Settings:
         self.status = "ok"
         if self.audit:
             self.audit.append(source, event, "ok", detail)
+        self.seq += 1
+        ev = self._ev
+        self._ev = asyncio.Event()
+        ev.set()
 
 
 def _check(key, value):

@@ -1,8 +1,7 @@
 """The cloud uplink (MQTT over mutual TLS): the one object the app holds.
 
-Integration (docs/mqtt.md): `up = Uplink(app)`; spawn `up.run` under the
-supervisor; `app.services.extend(Uplink.SERVICES)`,
-`app.menu_entries.extend(up.menu_entries())`. `up.status` is a short text
+Integration (docs/mqtt.md): install(app) (a feature, meter/app.py)
+registers the services, menu entries, task and status line. `up.status` is a short text
 for the display (one 16-character line), `up.detail` the long form,
 `up.pairing_code()` -> (code, seconds left).
 
@@ -17,6 +16,19 @@ import asyncio
 import time
 
 from meter import log
+
+
+def install(app):
+    """The uplink as a feature (meter/app.py): its services, menu entries,
+    task, status-line text and control-socket state."""
+    up = app.uplink = Uplink(app)
+    for label, key in Uplink.SERVICES:
+        app.add_service(label, key)
+    for where, label, fn in up.menu_entries():
+        app.add_menu(where, label, fn)
+    app.spawn("mqtt", up.run)
+    app.add_status(50, up.status_text)  # after the Web Admin's countdown (40)
+    app.add_state("mqtt", up.snapshot)
 
 
 class Uplink:
@@ -47,7 +59,7 @@ class Uplink:
                     self.link = Link(self)
                 await self.link.run()  # returns when switched off
             self._set("off", "cloud uplink switched off")
-            await asyncio.sleep_ms(1000)
+            await self.app.settings.changed()  # announced by the store, not polled
 
     def commands(self):
         """The command handler (meter.cloudcmd), loaded on first use."""
@@ -80,12 +92,18 @@ class Uplink:
             lines.append("sent %d" % self.stats["published"])
         return lines
 
+    def status_text(self):
+        """The status line while the uplink is on and Wi-Fi is up."""
+        if self.app.settings.get("mqtt.enabled") and self.board.wifi().status() == "connected":
+            return "WiFi+Cloud ok" if self.connected else ("Cloud " + self.status)[:16]
+        return None
+
     def menu_entries(self):
         """(where, label, fn(ui)) for app.menu_entries: the uplink's state
         and the pairing code (showing it is audited)."""
         def screen(title, lines, event=None):
             def show(ui):
-                from meter.ui import Info
+                from meter.screens import Info
 
                 if event:
                     self.app.audit.append("menu", event, "shown")

@@ -4,10 +4,12 @@ loaded. The controller (meter.web.admin), the HTTP layer, the pages and
 microdot are imported when a window opens and unloaded when it ends.
 
 install(app) registers the menu entries (Communication > Web Admin,
-Security > Reset Web Pass[word], Network > Wi-Fi > Wi-Fi Setup), the Web
-Admin as a network service (settings key web.allowed) and, on the
-simulator, the `web` control command; their code is in meter.web.menu,
-loaded on first use.
+Security > Reset Web Pass[word], Network > Wi-Fi > Wi-Fi Setup, and the
+setup offered after Reset Wi-Fi), the Web Admin as a network service
+(settings key web.allowed), the window's countdown on the status line,
+the setup access point's lines over the pages and, on the simulator, the
+`web` control command; the menu and command code is in meter.web.menu,
+loaded on first use (it imports nothing back from here).
 """
 
 import asyncio
@@ -15,7 +17,10 @@ import gc
 
 from meter.memory import unload  # noqa: F401 (meter.api uses it from here)
 
+from micropython import const
+
 SERVICE_KEY = "web.allowed"
+STATUS = const(40)  # on the status line: after the core faults and a rollback
 # Loaded per window, dropped after it.
 MODULES = ("meter.web.admin", "meter.web.server", "meter.web.site", "meter.web.assets",
            "meter.web.auth", "meter.passwd", "microdot", "microdot.microdot",
@@ -34,26 +39,26 @@ KEEP = set()
 
 
 def install(app):
-    """Attach the Web Admin to the firmware (App.__init__ calls this)."""
+    """Attach the Web Admin to the firmware (a feature: meter/app.py)."""
     w = Web(app)
     app.web = w
-    app.menu_entries.append(("communication", "Web Admin", _later("menu_web", w)))
-    app.menu_entries.append(("security", "Reset Web Pass", _later("menu_reset_password", w)))
-    app.menu_entries.append(("wifi", "Wi-Fi Setup", _later("menu_wifi_setup", w)))
-    app.services.append(("Web Admin", SERVICE_KEY))
-    if hasattr(app.board, "add_command"):
-        app.board.add_command("web", _later("command", w))
+    app.add_menu("communication", "Web Admin", lambda ui: _menu().menu_web(w, ui))
+    app.add_menu("security", "Reset Web Pass", lambda ui: _menu().menu_reset_password(w, ui))
+    app.add_menu("wifi", "Wi-Fi Setup", lambda ui: _menu().menu_wifi_setup(w, ui))
+    app.add_menu("wifi-reset", "Wi-Fi Setup", lambda ui: _menu().offer_setup(w, ui))
+    app.add_service("Web Admin", SERVICE_KEY)
+    app.add_command("web", lambda args: _menu().command(w, args, MODULES))
+    app.add_status(STATUS, w.status_text)
+    app.add_notice(w.setup_lines)
     return w
 
 
-def _later(name, w):
-    """fn(arg) that runs meter.web.menu's `name`(w, arg): the menu screens
-    and the control command load only when used (heap at start-up)."""
-    def call(arg):
-        from meter.web import menu
+def _menu():
+    """The menu screens and the control command (meter.web.menu) load only
+    when used (heap at start-up)."""
+    from meter.web import menu
 
-        return getattr(menu, name)(w, arg)
-    return call
+    return menu
 
 
 class Web:
@@ -96,8 +101,11 @@ class Web:
                 return lines
         return c.wifi.lines()
 
-    def wifi_capable(self):
-        return hasattr(self.app.board.wifi(), "ap_start")
+    def status_text(self):
+        """The status line while a window is open: its countdown."""
+        if not self.active():
+            return None
+        return ("SETUP AP " if self.ap else "WEB ADMIN ") + self.remaining_text()
 
     # -- opening and closing ------------------------------------------------------
 

@@ -1,11 +1,12 @@
 """The Web Admin's display-menu screens and the simulator's `web` control
 command (meter.web registers them; this module loads on first use, so the
-handle that stays loaded between windows is small)."""
+handle that stays loaded between windows is small). It gets the handle
+passed in and imports nothing back from meter.web."""
 
 import gc
 import sys
 
-from meter.web import MODULES
+from meter.screens import Confirm, Info, Menu, Message, refused
 
 
 def _noop():
@@ -13,8 +14,6 @@ def _noop():
 
 
 def menu_web(w, ui):
-    from meter.ui import Menu
-
     ui.push(Menu(ui, "WEB ADMIN", lambda: _menu_items(w, ui)))
 
 
@@ -26,14 +25,12 @@ def _menu_items(w, ui):
                 ("Disable", lambda: w.disable("menu"))]
     items = [("Status: off", _noop)]
     if w.error:
-        items.append((w.error[:15], _noop))  # in full on the Message Enable shows
+        items.append((w.error[:15], _noop))  # one menu row; in full on the Message Enable shows
     items.append(("Enable", lambda: _menu_open(w, ui, w.enable, "NOT ENABLED")))
     return items
 
 
 def _menu_open(w, ui, fn, title):
-    from meter.ui import Message
-
     err = fn("menu")
     if err:
         ui.push(Message(ui, [title, err]))
@@ -41,13 +38,11 @@ def _menu_open(w, ui, fn, title):
 
 
 def menu_reset_password(w, ui):
-    from meter.ui import Confirm, Message
-
     def yes():
         try:
             reset_password(w, "menu")
         except Exception as e:
-            ui.push(Message(ui, ["NOT RESET", str(e)]))
+            refused(ui, "NOT RESET", e)
             return
         # (the login with 'admin' also asks for the code that the main
         # screen then shows: only someone here can finish it)
@@ -72,16 +67,23 @@ def reset_password(w, source):
     w.app.audit.append(source, "web-password", "reset")
 
 
-def menu_wifi_setup(w, ui):
-    from meter.ui import Info
+def offer_setup(w, ui):
+    """After Reset Wi-Fi: offer the Wi-Fi setup procedure (No preselected),
+    on a board whose Wi-Fi can open the setup access point."""
+    if not w.app.board.wifi().can_ap:
+        return
+    ui.push(Confirm(ui, ["WI-FI SETUP?", "Open the setup access point now?"],
+                    lambda: menu_wifi_setup(w, ui), "Yes, start"))
 
+
+def menu_wifi_setup(w, ui):
     if _menu_open(w, ui, w.setup_start, "NO WI-FI SETUP"):
         return
     ui.push(Info(ui, "WI-FI SETUP", lambda: (w.setup_lines() or [
         "", "Setup ended."])[1:]))
 
 
-def command(w, args):
+def command(w, args, modules):
     if args and args[0] == "on":
         return {"error": w.enable("control")}
     if args and args[0] == "off":
@@ -92,7 +94,7 @@ def command(w, args):
     out = {"active": w.active(), "closing": w.closing, "error": w.error,
            "windows": w.windows, "heap_before": w.heap_before,
            "heap_after": w.heap_after, "heap_used": gc.mem_alloc(),
-           "modules": [m for m in MODULES if m in sys.modules],
+           "modules": [m for m in modules if m in sys.modules],
            "listening": False, "conns": 0, "sessions": 0, "stats": None, "ap": None}
     if c is not None:
         out.update(c.status())
