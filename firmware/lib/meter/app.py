@@ -21,6 +21,8 @@ what it brings through the registry below and nothing else
     spawn(name, coroutine fn)        a supervised task, started by run()
     on_start(fn())                   called once the tasks run
     add_state(key, fn())             a value in the control socket's `state`
+    provide(name, factory())         app.<name>, built by factory() on first
+                                     use (code that loads only when needed)
 
 A feature that others use sets its handle on the app (app.web, app.api,
 app.uplink, app.lock).
@@ -29,6 +31,7 @@ app.uplink, app.lock).
 import asyncio
 import gc
 import sys
+import time
 
 from meter import VERSION, log
 from meter import board as boards
@@ -36,7 +39,6 @@ from meter.atm90e32 import ATM90E32, UWH_PER_LSB
 from meter.audit import AuditLog
 from meter.energy import NAMES, EnergyCounters
 from meter.logstore import LogStore
-from meter.pin import PinGuard
 from meter.sampler import Sampler
 from meter.settings import Settings
 from meter.state import State
@@ -45,7 +47,7 @@ from meter.supervisor import Supervisor
 # Installed in this order (it is the order of their menu entries and
 # services): the module lock, the update state, the Web Admin, the local
 # API, the cloud uplink.
-FEATURES = ("meter.lock", "meter.otafeature", "meter.web", "meter.api", "meter.uplink")
+FEATURES = ("meter.lockfeature", "meter.otafeature", "meter.web", "meter.api", "meter.uplink")
 
 
 class App:
@@ -53,6 +55,7 @@ class App:
         from meter import memory
 
         memory.reserve()  # first, while the heap is one free block
+        self._lazy = {}  # provide(): before anything could miss a member
         self.board = board
         self.sup = Supervisor()
         self.audit = AuditLog(LogStore(board.partition("audit")), board)
@@ -62,7 +65,10 @@ class App:
                                        self.audit, UWH_PER_LSB,
                                        self.settings.get("energy.save_min_ms"),
                                        self.settings.require_unlocked)
-        self.pin = PinGuard(self.settings, self.state_, self.audit)
+        # The display PIN's guard (meter/pin.py, with its hashing) loads at
+        # the first menu entry; a stored lock-out still runs from now.
+        t0 = time.ticks_ms()
+        self.provide("pin", lambda: _pin_guard(self, t0))
         # The start-up screen (and its forgotten-PIN reset) is shown once per
         # start of the firmware, not again when the display task restarts.
         self.startup_shown = False
@@ -119,6 +125,18 @@ class App:
     def add_state(self, key, fn):
         self._state.append((key, fn))
 
+    def provide(self, name, factory):
+        self._lazy[name] = factory
+
+    def __getattr__(self, name):
+        # Only for what a feature provides; once built it is a plain member.
+        factory = self._lazy.get(name)
+        if factory is None:
+            raise AttributeError(name)
+        v = factory()
+        setattr(self, name, v)
+        return v
+
     # -- running --------------------------------------------------------------------
 
     async def run(self):
@@ -140,6 +158,7 @@ class App:
             sup.spawn(name, fn)
         for fn in self._started:  # e.g. the rollback report, the self-test
             fn()
+        self._tasks = self._started = ()  # done with: their closures back to the heap
         gc.collect()
         await self._stop.wait()
         sup.cancel_all()
@@ -175,6 +194,12 @@ class App:
         for key, fn in self._state:
             out[key] = fn()
         return out
+
+
+def _pin_guard(app, since):
+    from meter.pin import PinGuard
+
+    return PinGuard(app.settings, app.state_, app.audit, since)
 
 
 SERVICE_EXIT = 4  # = meter.service.EXIT_CODE (not imported: that module loads on demand)

@@ -12,9 +12,8 @@ import time
 
 from micropython import const
 
-from meter import VERSION, buttons as btn, pinflow
+from meter import VERSION, buttons as btn
 from meter.board import BTN_DOWN, BTN_OK, BTN_UP
-from meter.screens import Confirm, Message
 
 STATUS_FAULTS = const(20)  # where the core faults rank among the features' texts
 SPLASH_MS = 3000  # (not const: tests shorten them)
@@ -154,6 +153,7 @@ class Startup:
         ui = self.ui
         if ui.buttons.stable == BTN_OK | BTN_DOWN:  # service mode: meter/service.py
             from meter import service
+            from meter.screens import Confirm, Message
 
             ui.pop()
             ui.push(service.Hold(ui, Confirm, Message))
@@ -164,10 +164,12 @@ class Startup:
             self.counting = True
             left = RESET_HOLD_MS - held
             if left <= 0:
+                from meter.screens import Confirm
+
                 ui.pop()
                 ui.push(Confirm(ui, ["RESET PIN?", "The PIN will be cleared; a new "
                                                "one is set at next menu entry."],
-                                lambda: pinflow.reset(ui, ui.pin), "Yes, clear PIN"))
+                                lambda: _reset_pin(ui), "Yes, clear PIN"))
                 return
             s.line(0, "PIN RESET", True)
             s.line(2, "Keep holding")
@@ -175,6 +177,8 @@ class Startup:
             s.line(5, "Release = abort")
             return
         if self.counting:  # released early
+            from meter.screens import Message
+
             ui.pop()
             ui.push(Message(ui, ["PIN RESET", "Aborted."]))
             return
@@ -191,12 +195,23 @@ class Startup:
         pass
 
 
+def _reset_pin(ui):
+    from meter import pinflow
+
+    pinflow.reset(ui, ui.pin)
+
+
+def _menu(ui, app):
+    from meter import menu  # loaded at the first menu entry, not at start-up
+
+    return menu.root(ui, app)
+
+
 def run(app):
     """The display task (supervised): built inside the task, so that a
     missing panel never stops metering. The start-up screen (and its
     forgotten-PIN reset) comes once per start of the firmware, not again
     when the supervisor restarts this task (docs/ui.md)."""
-    from meter import menu
     from meter.ui import Ui
 
     first = None
@@ -204,6 +219,7 @@ def run(app):
         app.startup_shown = True
         first = lambda ui: Startup(ui, app)  # noqa: E731
     ui = Ui(app.board.display(), btn.Buttons(app.board.buttons()),
-            lambda ui: Pages(ui, app), lambda ui: menu.root(ui, app), app.pin, app.audit, first)
+            lambda ui: Pages(ui, app), lambda ui: _menu(ui, app), lambda: app.pin, app.audit,
+            first)
     ui.app = app  # for meter.service.Hold (the service-mode question), its only reader
     return ui.run()

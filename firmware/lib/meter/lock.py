@@ -20,9 +20,8 @@ password": it may be the right one). There is
 no way around a forgotten password on the device: recovery is the service
 centre's factory wipe over USB, which erases all configuration.
 
-As a feature (install(app), meter/app.py): app.lock is this module's
-ModuleLock for the Web Admin and the cloud, and the menu shows the lock's
-state under Security > Module lock (it is switched elsewhere).
+Loaded on first use (meter/lockfeature.py is the feature's handle): the
+lock itself is enforced by the settings store, which needs none of this.
 """
 
 from meter.backoff import Backoff
@@ -34,15 +33,11 @@ WAIT_MAX_S = 3600
 WIPE = "Forgotten? Only a service-centre factory wipe over USB recovers."
 
 
-def install(app):
-    app.lock = ModuleLock(app.settings, app.state_, app.audit)
+def show(ui, settings):
+    """Security > Module lock (meter/lockfeature.py): the lock's state."""
+    from meter.screens import Info
 
-    def show(ui):
-        from meter.screens import Info
-
-        ui.push(Info(ui, "MODULE LOCK", lambda: lines(app.settings)))
-
-    app.add_menu("security", "Module lock", show)
+    ui.push(Info(ui, "MODULE LOCK", lambda: lines(settings)))
 
 
 def lines(settings):

@@ -14,6 +14,7 @@ right PIN clears the count.
 
 import hashlib
 import os
+import time
 from binascii import hexlify, unhexlify
 
 from meter.backoff import Backoff
@@ -44,11 +45,17 @@ def lockout_s(fails):
 
 
 class PinGuard:
-    def __init__(self, settings, state, audit):
+    def __init__(self, settings, state, audit, since=None):
+        """since: ticks_ms of the start, when the guard is built later (on
+        the first menu entry, meter/app.py): a stored lock-out runs from the
+        start, as if the guard had been there all along."""
         self.settings = settings
         self.state = state
         self.audit = audit
-        self.backoff = Backoff(state, "pin_fails", lockout_s)
+        self.backoff = b = Backoff(state, "pin_fails", lockout_s)
+        if since is not None and b.until is not None:
+            b.until = time.ticks_add(since, lockout_s(b.fails) * 1000)
+            b.wait_s()  # over already: None
 
     def is_set(self):
         return bool(self.settings.get("ui.pin"))

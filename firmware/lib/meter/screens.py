@@ -1,10 +1,12 @@
-"""The display's toolkit: the text grid and the generic screens (messages,
-questions, read-only lines, menus, PIN entry). It knows nothing of the
-application: meter.ui stacks the screens, meter.menu, meter.home and the
-features fill them.
+"""The display's toolkit: the generic screens (messages, questions,
+read-only lines, menus, PIN entry). It knows nothing of the application:
+meter.ui stacks the screens, meter.menu, meter.home and the features fill
+them. Loaded when the first of them is shown, not for the measurement pages
+(heap at start-up).
 
-A screen has render(s) (s: a Grid) and event(ev) (meter.buttons). Its `ui`
-is the display's stack: push(), pop(), home(), top(), cancel_pin().
+A screen has render(s) (s: meter.ui.Grid, the 16x8 text grid) and
+event(ev) (meter.buttons). Its `ui` is the display's stack: push(), pop(),
+home(), top(), cancel_pin().
 
 Every message goes through meter.text.wrap (word boundaries) and scrolls
 with UP/DOWN when it is longer than its rows, so no screen cuts a word or
@@ -13,35 +15,10 @@ everywhere: "UP/DN", "OK:<what>", and "hold OK: back" / "hold OK: cancel"
 (a choice that a long OK also makes says "(hold OK)").
 """
 
-from micropython import const
-
 from meter import buttons as btn
 from meter import log
 from meter.errors import UserError, message
-from meter.text import COLS, wrap, wrap_all
-
-_W = const(128)  # panel width in pixels; a row is 8 pixels high
-
-
-class Grid:
-    """The 16x8 text grid on a panel's framebuffer."""
-
-    def __init__(self, panel):
-        self.d = panel
-        self.fb = panel.fb
-
-    def clear(self):
-        self.fb.fill(0)
-
-    def line(self, row, text, inverse=False):
-        fb = self.fb
-        y = row * 8
-        fb.fill_rect(0, y, _W, 8, 1 if inverse else 0)
-        fb.text(text[:COLS], 0, y, 0 if inverse else 1)
-
-    def show(self):
-        self.d.show()
-
+from meter.text import wrap, wrap_all
 
 def refused(ui, title, e):
     """The display's edge of the one error type: a UserError's own words

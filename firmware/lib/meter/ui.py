@@ -18,23 +18,45 @@ import time
 from micropython import const
 
 from meter import buttons as btn
-from meter import log, pinflow
-from meter.screens import Grid, Menu
+from meter import log
 
 REFRESH_MS = const(250)
 IDLE_MS = const(60000)
+_W = const(128)  # panel width in pixels; a row is 8 pixels high
+_COLS = const(16)
+
+
+class Grid:
+    """The 16x8 text grid on a panel's framebuffer."""
+
+    def __init__(self, panel):
+        self.d = panel
+        self.fb = panel.fb
+
+    def clear(self):
+        self.fb.fill(0)
+
+    def line(self, row, text, inverse=False):
+        fb = self.fb
+        y = row * 8
+        fb.fill_rect(0, y, _W, 8, 1 if inverse else 0)
+        fb.text(text[:_COLS], 0, y, 0 if inverse else 1)
+
+    def show(self):
+        self.d.show()
 
 
 class Ui:
     """home(ui) -> the bottom screen; menu(ui) -> the root menu, opened
-    after the PIN; first(ui) -> a screen shown once over home at start
-    (None: none). `buttons` is the debounced meter.buttons.Buttons."""
+    after the PIN; pin() -> the PIN guard (meter.pin, built when first
+    needed); first(ui) -> a screen shown once over home at start (None:
+    none). `buttons` is the debounced meter.buttons.Buttons."""
 
     def __init__(self, panel, buttons, home, menu, pin, audit, first=None):
         self.screen = Grid(panel)
         self.buttons = buttons
         self.menu = menu
-        self.pin = pin
+        self._pin = pin
         self.audit = audit
         self.stack = [home(self)]
         # the start-up screen: never left for idleness (it ends itself)
@@ -44,6 +66,10 @@ class Ui:
         self.session = False
         self.last_input = time.ticks_ms()
         self.dirty = True
+
+    @property
+    def pin(self):
+        return self._pin()
 
     # navigation
     def push(self, scr):
@@ -76,6 +102,8 @@ class Ui:
         # Back out of PIN entry: to the menu if we are in a session (change
         # PIN), else to the pages.
         if self.session:
+            from meter.screens import Menu
+
             while not isinstance(self.stack[-1], Menu):
                 self.stack.pop()
             self.dirty = True
@@ -87,6 +115,8 @@ class Ui:
 
     # the Settings entry
     def enter_settings(self):
+        from meter import pinflow  # loaded when someone wants the menu
+
         pinflow.enter(self, self.pin, self.open_menu)
 
     def open_menu(self):
@@ -115,9 +145,13 @@ class Ui:
                     log.exc("ui: event failed", e)
                     self.home()
                 self.dirty = True
-            elif len(self.stack) > 1 and time.ticks_diff(now, self.last_input) > IDLE_MS \
-                    and self.top() is not self.first:
-                self.home()  # idle: leave the menu, end the session
+            elif len(self.stack) > 1 and time.ticks_diff(now, self.last_input) > IDLE_MS:
+                if self.top() is self.first:
+                    pass
+                elif self.first is not None and self.first not in self.stack:
+                    self.first = None  # it has ended: let it go (heap)
+                else:
+                    self.home()  # idle: leave the menu, end the session
             if self.dirty or since >= REFRESH_MS:
                 self.render()
                 since = 0
