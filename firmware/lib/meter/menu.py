@@ -6,6 +6,7 @@ shown."""
 
 from meter import VERSION, pinflow
 from meter.energy import RESET_CONFIRM
+from meter.errors import UserError
 from meter.screens import Confirm, Info, Menu, Message, refused
 from meter.text import UNSUPPORTED, short, state
 
@@ -61,7 +62,7 @@ def wifi(ui, app):
 def reset_wifi(ui, app):
     try:
         app.settings.update({"wifi.ssid": "", "wifi.key": ""}, "menu")
-    except Exception as e:
+    except UserError as e:
         refused(ui, "NOT RESET", e)
         return
     app.board.wifi().disconnect()
@@ -88,7 +89,7 @@ def measurement(ui, app):
 def reset_counters(ui, app):
     try:
         app.counters.reset(RESET_CONFIRM, "menu")
-    except Exception as e:
+    except UserError as e:
         refused(ui, "NOT RESET", e)
         return
     ui.push(Message(ui, ["COUNTERS RESET", "All energy counters are 0."]))
@@ -108,7 +109,7 @@ def services(ui, app):
 def _toggle(ui, app, key, value):
     try:
         app.settings.update({key: value}, "menu")
-    except Exception as e:
+    except UserError as e:
         refused(ui, "NOT CHANGED", e)
 
 

@@ -19,6 +19,7 @@ from binascii import hexlify, unhexlify
 
 from meter.backoff import Backoff
 from meter.crypto import compare_digest
+from meter.errors import UserError
 
 FREE_TRIES = 3
 LOCK_BASE_S = 30
@@ -86,9 +87,10 @@ class PinGuard:
         return False
 
     def set(self, pin, source="menu"):
-        """Store a new PIN (raises SettingsError if the settings refuse)."""
+        """Store a new PIN (raises a UserError: the format, or SettingsError
+        if the settings refuse)."""
         if not valid_format(pin):
-            raise ValueError("PIN must be 4 digits")
+            raise UserError("PIN must be 4 digits")
         salt = os.urandom(8)
         value = "%s$%s" % (hexlify(salt).decode(), hexlify(_hash(salt, pin)).decode())
         self.settings.update({"ui.pin": value}, source)

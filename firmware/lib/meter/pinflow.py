@@ -6,6 +6,7 @@ stack `ui` (meter.ui), with meter.screens' widgets.
 """
 
 from meter import buttons as btn
+from meter.errors import UserError
 from meter.screens import Message, PinEntry, refused
 
 
@@ -80,7 +81,7 @@ def store(ui, pin, p):
     try:
         pin.set(p, "menu")
         return True
-    except Exception as e:
+    except UserError as e:
         refused(ui, "PIN NOT SET", e)
         return False
 
@@ -109,7 +110,7 @@ def reset(ui, pin):
     """The start-up reset of a forgotten PIN (confirmed on the display)."""
     try:
         pin.clear("startup")
-    except Exception as e:
+    except UserError as e:
         refused(ui, "PIN RESET FAILED", e)
         return
     ui.push(Message(ui, ["PIN RESET", "PIN cleared. Set a new one at next menu entry."]))

@@ -21,9 +21,10 @@ from meter.errors import UserError, message
 from meter.text import wrap, wrap_all
 
 def refused(ui, title, e):
-    """The display's edge of the one error type: a UserError's own words
-    under `title`; anything else is a fault, logged, and the user reads
-    "internal error"."""
+    """The display's edge of the one error type (meter.errors): a
+    UserError's own words under `title`, wrapped; anything else is a
+    fault (the display task's boundary, meter.ui): logged, and the user
+    reads "internal error"."""
     if not isinstance(e, UserError):
         log.exc("ui: " + title, e)
     ui.push(Message(ui, [title, message(e)]))

@@ -141,9 +141,11 @@ class Ui:
                 self.last_input = now
                 try:
                     self.top().event(ev)
-                except Exception as e:  # a bad screen must not kill the UI
-                    log.exc("ui: event failed", e)
+                except Exception as e:  # the UI's boundary: a fault must not kill it
+                    from meter.screens import refused
+
                     self.home()
+                    refused(self, "ERROR", e)  # logged; the user reads "internal error"
                 self.dirty = True
             elif len(self.stack) > 1 and time.ticks_diff(now, self.last_input) > IDLE_MS:
                 if self.top() is self.first:

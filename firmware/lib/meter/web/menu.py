@@ -6,6 +6,7 @@ passed in and imports nothing back from meter.web."""
 import gc
 import sys
 
+from meter.errors import UserError
 from meter.screens import Confirm, Info, Menu, Message, refused
 
 
@@ -41,7 +42,7 @@ def menu_reset_password(w, ui):
     def yes():
         try:
             reset_password(w, "menu")
-        except Exception as e:
+        except UserError as e:
             refused(ui, "NOT RESET", e)
             return
         # (the login with 'admin' also asks for the code that the main
