@@ -24,12 +24,14 @@ Loaded on first use (meter/lockfeature.py is the feature's handle): the
 lock itself is enforced by the settings store, which needs none of this.
 """
 
+from micropython import const
+
 from meter.backoff import Backoff
 from meter.errors import UserError
 
-MIN_LEN = 4
-MAX_LEN = 64
-WAIT_MAX_S = 3600
+MIN_LEN = const(4)
+MAX_LEN = const(64)
+WAIT_MAX_S = const(3600)
 WIPE = "Forgotten? Only a service-centre factory wipe over USB recovers."
 
 

@@ -17,14 +17,16 @@ import os
 import time
 from binascii import hexlify, unhexlify
 
+from micropython import const
+
 from meter.backoff import Backoff
 from meter.crypto import compare_digest
 from meter.errors import UserError
 
-FREE_TRIES = 3
-LOCK_BASE_S = 30
-LOCK_MAX_S = 3600
-_ROUNDS = 200
+FREE_TRIES = const(3)
+LOCK_BASE_S = const(30)
+LOCK_MAX_S = const(3600)
+_ROUNDS = const(200)
 
 
 def _hash(salt, pin):

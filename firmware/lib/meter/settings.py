@@ -31,10 +31,12 @@ damaged beyond reading (fail closed).
 import asyncio
 import json
 
+from micropython import const
+
 from meter import log
 from meter.errors import UserError
 
-KIND = 2
+KIND = const(2)  # the LogStore record kind of a settings record
 
 # key: (default, type, check). check is (min, max) for ints, a list of
 # allowed values, the longest length for str, or None. Later features add their keys here.

@@ -8,9 +8,11 @@ record on each change (atomic like every record); keep values small.
 
 import json
 
+from micropython import const
+
 from meter import log
 
-KIND = 4
+KIND = const(4)  # the LogStore record kind of a state record
 
 
 class State:

@@ -9,10 +9,15 @@ a dead metering task resets the device instead of running on blind.
 import asyncio
 import time
 
+from micropython import const
+
 from meter import log
 
-BEAT_MAX_MS = 5000
-WDT_TIMEOUT_MS = 10000
+BEAT_MAX_MS = 5000  # (not const: tests shorten it)
+WDT_TIMEOUT_MS = const(10000)
+_BACKOFF_CAP_S = const(30)  # the longest wait before a crashed task restarts
+_RAN_FINE_MS = const(60000)
+_FEED_MS = const(1000)  # the watchdog's feeding period, well inside its timeout  # a task that ran this long starts its back-off over
 
 
 class Supervisor:
@@ -33,7 +38,7 @@ class Supervisor:
     async def _guard(self, name, fn):
         # A critical task (metering) restarts within a second: its IC
         # registers would overflow during a long back-off.
-        cap = 1 if name in self.beats else 30
+        cap = 1 if name in self.beats else _BACKOFF_CAP_S
         backoff = 1
         while True:
             started = time.ticks_ms()
@@ -45,7 +50,7 @@ class Supervisor:
             except Exception as e:
                 log.exc("task %s crashed" % name, e)
             self.restarts[name] += 1
-            if time.ticks_diff(time.ticks_ms(), started) > 60000:
+            if time.ticks_diff(time.ticks_ms(), started) > _RAN_FINE_MS:
                 backoff = 1  # it ran fine for a while: start over
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, cap)
@@ -65,7 +70,7 @@ class Supervisor:
         while True:
             if self.healthy():
                 self.wdt.feed()
-            await asyncio.sleep_ms(1000)
+            await asyncio.sleep_ms(_FEED_MS)
 
     def cancel_all(self):
         for t in self.tasks.values():

@@ -15,9 +15,9 @@ loaded on first use (it imports nothing back from here).
 import asyncio
 import gc
 
-from meter.memory import unload  # noqa: F401 (meter.api uses it from here)
-
 from micropython import const
+
+from meter.memory import unload  # noqa: F401 (meter.api uses it from here)
 
 SERVICE_KEY = "web.allowed"
 STATUS = const(40)  # on the status line: after the core faults and a rollback
