@@ -25,17 +25,9 @@ MAX_LINES = 400
 # Branch `webroutes` (issue 17: web/pages.py, web/server.py, web/admin.py
 # split into route modules) has landed: nothing pending.
 PENDING_WEBROUTES = {"big": set(), "cycles": set(), "hasattr": set()}
-# Being fixed on branch `features` (issue 17: feature registry, UI in one
-# direction); empty this when it lands.
-PENDING_FEATURES = {
-    "big": set(),
-    "cycles": {
-        ("meter.menu", "meter.ui"),
-        ("meter.menu", "meter.web.menu", "meter.ui"),
-        ("meter.web", "meter.web.menu"),
-    },
-    "hasattr": {"meter.web", "meter.app"},
-}
+# Branch `features` (issue 17: feature registry, UI in one direction) has
+# landed: nothing pending.
+PENDING_FEATURES = {"big": set(), "cycles": set(), "hasattr": set()}
 # OTA delivery landed on main after issue 17 was split, so none of its three
 # branches owns these: otafetch checks tuning names with hasattr(Fetcher, k),
 # otaupload picks readinto() or read() by probing the stream. Whoever next

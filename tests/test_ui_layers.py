@@ -32,7 +32,7 @@ def imports(mod):
 
 TOOLKIT = {"meter.ui", "meter.screens", "meter.pinflow", "meter.buttons", "meter.text"}
 # What the toolkit may use: itself and the core below it.
-BELOW = TOOLKIT | {"meter", "meter.log", "meter.errors", "meter.board"}
+BELOW = TOOLKIT | {"meter", "meter.log", "meter.errors", "meter.board", "meter.board.base"}
 FEATURES = {"meter.web", "meter.web.menu", "meter.web.admin", "meter.api", "meter.uplink",
             "meter.lock", "meter.lockfeature", "meter.otafeature", "meter.otastatus"}
 

@@ -24,7 +24,7 @@ import time
 
 from micropython import const
 
-from meter.board import BTN_DOWN, BTN_OK, BTN_UP
+from meter.board.base import BTN_DOWN, BTN_OK, BTN_UP  # the leaf: meter.board loads the boards
 
 UP = 1
 DOWN = 2

@@ -13,7 +13,7 @@ import time
 from micropython import const
 
 from meter import VERSION, buttons as btn
-from meter.board import BTN_DOWN, BTN_OK, BTN_UP
+from meter.board.base import BTN_DOWN, BTN_OK, BTN_UP  # the leaf: meter.board loads the boards
 
 STATUS_FAULTS = const(20)  # where the core faults rank among the features' texts
 SPLASH_MS = 3000  # (not const: tests shorten them)
