@@ -7,7 +7,9 @@ import gc
 import sys
 
 from meter.errors import UserError
-from meter.screens import Confirm, Info, Menu, Message, refused
+
+# The screens (meter.screens) are imported where shown: the `web` control
+# command loads this module too, and must not pull the display's widgets in.
 
 
 def _noop():
@@ -15,6 +17,8 @@ def _noop():
 
 
 def menu_web(w, ui):
+    from meter.screens import Menu
+
     ui.push(Menu(ui, "WEB ADMIN", lambda: _menu_items(w, ui)))
 
 
@@ -32,6 +36,8 @@ def _menu_items(w, ui):
 
 
 def _menu_open(w, ui, fn, title):
+    from meter.screens import Message
+
     err = fn("menu")
     if err:
         ui.push(Message(ui, [title, err]))
@@ -39,6 +45,8 @@ def _menu_open(w, ui, fn, title):
 
 
 def menu_reset_password(w, ui):
+    from meter.screens import Confirm, Message, refused
+
     def yes():
         try:
             reset_password(w, "menu")
@@ -71,6 +79,8 @@ def reset_password(w, source):
 def offer_setup(w, ui):
     """After Reset Wi-Fi: offer the Wi-Fi setup procedure (No preselected),
     on a board whose Wi-Fi can open the setup access point."""
+    from meter.screens import Confirm
+
     if not w.app.board.wifi().can_ap:
         return
     ui.push(Confirm(ui, ["WI-FI SETUP?", "Open the setup access point now?"],
@@ -78,6 +88,8 @@ def offer_setup(w, ui):
 
 
 def menu_wifi_setup(w, ui):
+    from meter.screens import Info
+
     if _menu_open(w, ui, w.setup_start, "NO WI-FI SETUP"):
         return
     ui.push(Info(ui, "WI-FI SETUP", lambda: (w.setup_lines() or [
