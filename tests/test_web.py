@@ -486,7 +486,7 @@ def test_services_switch_off_closes_the_port_and_the_menu_refuses_to_enable(sim)
     assert st["active"] is False and st["modules"] == []  # nothing stays loaded
 
 
-def test_a_service_switched_from_the_web_is_audited_once(sim):
+def test_changes_from_the_web_are_audited_once(sim):
     # The settings store is the one audit point (issue 17): the Services
     # page adds no record of its own, as the menu adds none.
     web_on(sim)
@@ -497,6 +497,14 @@ def test_a_service_switched_from_the_web_is_audited_once(sim):
     about = [row for row in rows if "api.enabled" in row]
     assert len(about) == 1, "one change from the web, %d audit records: %s" % (len(about), about)
     assert ">web<" in about[0] and ">settings<" in about[0], about[0]
+    # the password set at the first login, and a Wi-Fi reset: one record each
+    about = [row for row in rows if "web.pass" in row or "web-password" in row]
+    assert len(about) == 1, "one password change, %d audit records: %s" % (len(about), about)
+    r = c.post("/network/reset", {"csrf": c.csrf("/network/reset")})
+    assert r.status == 200 and "Wi-Fi reset" in r.text, r.text
+    rows = re.findall(r"<tr><td>\d+</td>(.*?)</tr>", c.get("/security").text)
+    about = [row for row in rows if "wifi" in row]
+    assert len(about) == 1, "one Wi-Fi reset, %d audit records: %s" % (len(about), about)
 
 
 def test_wifi_setup_access_point_scan_join(tmp_path):

@@ -172,8 +172,7 @@ class WifiSetup:
         UserError: the page's edge turns it into its message)."""
         app = self.app
         app.settings.update({"wifi.ssid": "", "wifi.key": ""}, source)
-        app.board.wifi().disconnect()
-        app.audit.append(source, "wifi-reset", "ok")
+        app.board.wifi().disconnect()  # (the store audited the change)
         if then_setup:
             return self.start(source)
         return None

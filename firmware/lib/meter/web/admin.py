@@ -255,7 +255,7 @@ class WebAdmin:
         self.app.settings.update({"web.pass": stored}, source)
         if self.sessions is not None:
             self.sessions.clear()
-        self.app.audit.append(source, "web-password", "changed")
+        # (audited once, by the store: "settings ok web.pass")
 
     # -- services ------------------------------------------------------------
 

@@ -73,7 +73,7 @@ def reset_password(w, source):
     if c is not None and c.sessions is not None:
         c.sessions.clear()
         c.reset_throttle()
-    w.app.audit.append(source, "web-password", "reset")
+    # (audited once, by the store: "settings ok web.pass")
 
 
 def offer_setup(w, ui):
