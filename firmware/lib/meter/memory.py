@@ -24,10 +24,12 @@ _ROOM = const(12 * 1024)
 # The HTTP request buffers (meter/web/server.py): NET_BUFS of NET_BUF bytes,
 # shared by the Web Admin and the local API. Taken once, at start-up while
 # the heap is one free block, and kept: opened and closed all day, the
-# servers would otherwise need six contiguous 2.5 KB blocks from a heap that
-# their own pages have fragmented.
+# servers would otherwise need five contiguous 2.5 KB blocks from a heap that
+# their own pages have fragmented. Five: a browser's page and its stream,
+# an app's stream and two more; a sixth cost 2.3 KB the all-services heap
+# does not have (docs/benchmarks.md, "The path to 96 KiB").
 NET_BUF = const(2308)
-NET_BUFS = const(6)
+NET_BUFS = const(5)
 _net = None
 
 stats = {"refused": 0, "errors": 0}
