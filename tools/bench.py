@@ -2,7 +2,7 @@
 """Benchmarks: memory floors and soak, metering tick lateness, flash writes
 per day, Web Admin throughput and memory, local API latency and memory.
 
-    python3 tools/dev.py bench [--quick] [--only NAME]
+    python3 tools/dev.py bench [--quick] [--only NAME] [--form frozen-32|mpy-32|mpy-64]
 
 All figures come from the real firmware in the simulator, which runs the
 device image (MicroPython built 32-bit, firmware frozen in) at the device
@@ -24,7 +24,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from simctl import Sim, simtool  # noqa: E402
-from bench_memory import bench_breakdown, bench_floors as bench_heap, bench_soak  # noqa: E402
+from bench_memory import bench_breakdown, bench_floors, bench_soak  # noqa: E402
+
+bench_heap = bench_floors
 from bench_ota import bench_ota  # noqa: E402
 
 import upy  # noqa: E402
@@ -459,6 +461,9 @@ def _web_login(port, sim, password="bench-pass-2026"):
 def main(argv):
     quick = "--quick" in argv
     only = argv[argv.index("--only") + 1] if "--only" in argv else None
+    if "--form" in argv:  # heap: one form only, e.g. --form frozen-32
+        form = argv[argv.index("--form") + 1]
+        globals()["bench_heap"] = lambda q: bench_floors(q, (form,))
     results = {}
     for name, fn in (("heap", bench_heap), ("lateness", bench_lateness), ("flash", bench_flash),
                      ("web", bench_web), ("api", bench_api), ("ota", bench_ota),

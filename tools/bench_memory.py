@@ -171,13 +171,16 @@ def floor(scenario, form, seconds, lo, hi):
     return hi
 
 
-def bench_floors(quick):
+def bench_floors(quick, forms=None):
+    """forms: the names of FORMS to measure (None: all three)."""
     seconds = 5 if quick else 10
     tree = tempfile.mkdtemp(prefix="bench-tree-")
     simtool.build_mpy_tree(tree)
     out = {"seconds_each": seconds, "step_kib": STEP_K}
     try:
         for name, form in FORMS:
+            if forms and name not in forms:
+                continue
             form = dict(form, mpy=tree) if form.get("mpy") else form
             # (KiB) fails at lo, runs at hi: from the figures measured so far
             lo, hi = {"frozen-32": (32, 160), "mpy-32": (64, 320), "mpy-64": (128, 640)}[name]
