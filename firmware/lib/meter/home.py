@@ -156,7 +156,7 @@ class Startup:
             from meter.screens import Confirm, Message
 
             ui.pop()
-            ui.push(service.Hold(ui, Confirm, Message))
+            ui.push(service.Hold(ui, self.app, Confirm, Message))
             return
         held = ui.buttons.held_ms(BTN_UP | BTN_DOWN)
         now = time.ticks_ms()
@@ -221,5 +221,4 @@ def run(app):
     ui = Ui(app.board.display(), btn.Buttons(app.board.buttons()),
             lambda ui: Pages(ui, app), lambda ui: _menu(ui, app), lambda: app.pin, app.audit,
             first)
-    ui.app = app  # for meter.service.Hold (the service-mode question), its only reader
     return ui.run()

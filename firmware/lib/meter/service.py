@@ -49,8 +49,9 @@ class Hold:
     for confirmation; releasing early aborts. The UI's Confirm and Message
     screens are passed in (no import of meter.ui from here)."""
 
-    def __init__(self, ui, confirm, message):
+    def __init__(self, ui, app, confirm, message):
         self.ui = ui
+        self.app = app
         self.confirm = confirm
         self.message = message
         self.done = False  # held long enough: waits for the release
@@ -67,13 +68,14 @@ class Hold:
                 s.line(3, "buttons now")
                 return
             ui.pop()
-            if ui.app.settings.locked:  # see begin(): say it before anyone agrees
+            if self.app.settings.locked:  # see begin(): say it before anyone agrees
                 lines = ["SERVICE MODE?", "Module LOCKED:", "settings, keys", "are ERASED.",
                          "Counters kept."]
             else:
                 lines = ["SERVICE MODE?", "Metering stops;", "USB service for",
                          "%d min, then" % (PERIOD_S // 60), "restart."]
-            ui.push(self.confirm(ui, lines, lambda: request(ui), "Yes, service"))
+            app = self.app
+            ui.push(self.confirm(ui, lines, lambda: request(ui, app), "Yes, service"))
             return
         held = b.held_ms(BTN_OK | BTN_DOWN) if not b.stable & BTN_UP else 0
         if not held:
@@ -93,10 +95,9 @@ class Hold:
         pass
 
 
-def request(ui):
+def request(ui, app):
     """Confirmed on the display: audit it, show it, stop the app (its
     orderly stop saves the counters); main.py then opens the REPL."""
-    app = ui.app
     app.audit.append("display", "service-mode", "ok", "entered, %d s" % PERIOD_S)
     ui.push(Screen())
     app.quit(code=EXIT_CODE)
