@@ -170,10 +170,11 @@ class Link:
         """Sleep up to ms in short steps: keep the backlog, and stop early
         when the uplink is switched off."""
         end = time.ticks_add(time.ticks_ms(), ms)
-        on = self.settings.get("mqtt.enabled")
+        s, on = self.settings, self.settings.get("mqtt.enabled")
+        seen = s.seq  # the switch is read again only after a stored change
         while True:
             left = time.ticks_diff(end, time.ticks_ms())
-            if left <= 0 or self.settings.get("mqtt.enabled") != on:
+            if left <= 0 or s.seq != seen and s.get("mqtt.enabled") != on:
                 return
             if on:
                 self._sample_backlog()
@@ -265,20 +266,22 @@ class Link:
             conn.start(on_msg)  # from here umqtt gets every packet received
             await self._announce(conn)
             next_pub = time.ticks_add(time.ticks_ms(), s.get("mqtt.interval_s") * 1000)
+            seen = -1  # the store's change count: switches are read after a change
             while True:
                 await asyncio.sleep_ms(_TICK_MS)
                 if conn.dead is not None:
                     raise conn.dead
-                if not s.get("mqtt.enabled"):
+                changed, seen = s.seq != seen, s.seq
+                if changed and not s.get("mqtt.enabled"):
                     await conn.publish(self.topic("status"), b"offline", True)
                     self._set("off", "cloud uplink switched off")
                     return None
-                if self._target() != target:
+                if changed and self._target() != target:
                     log.info("mqtt: broker settings changed: reconnecting")
                     return None
                 while cmds:
                     await self._on_command(conn, cmds.pop(0))
-                if s.get("mqtt.ha_discovery") != self._ha_sent:
+                if changed and s.get("mqtt.ha_discovery") != self._ha_sent:
                     await self._discovery(conn, not self._ha_sent)
                 now = time.ticks_ms()
                 if time.ticks_diff(now, next_pub) >= 0:

@@ -114,14 +114,18 @@ class WebAdmin:
         frame, and the window's memory must be free once it is closed.)"""
         if self.server is None:
             await self._start()
+        settings = self.app.settings
+        seen = -1  # the store's change count last looked at
         while True:
             await asyncio.sleep_ms(WATCH_MS)
             if self.throttle is not None:
                 self.throttle.flush()  # failed-login counts deferred to spare the flash
             if time.ticks_diff(time.ticks_ms(), self.until) >= 0:
                 self.disable("window")
-            elif not self.allowed():
-                self.disable("service off")
+            elif settings.seq != seen:  # a stored change (announced by the store)
+                seen = settings.seq
+                if not self.allowed():
+                    self.disable("service off")
 
     async def _start(self):
         try:
