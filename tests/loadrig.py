@@ -165,7 +165,10 @@ class AllServices:
         self.loops = []
         self.bad_pages = []
 
-    def start(self):
+    def start(self, step=None):
+        """step(name), if given, is called as each service is up and in use
+        (the benchmark's heap breakdown samples there)."""
+        step = step or (lambda name: None)
         os.makedirs(self.workdir, exist_ok=True)
         self.pki = pkimod.make(os.path.join(self.workdir, "pki"), mqttlab.SERIAL)
         self.broker = mqttlab.Mosquitto(self.pki, os.path.join(self.workdir, "broker"))
@@ -176,15 +179,19 @@ class AllServices:
                        heap=self.heap, profile="house", mpy=self.mpy, dev=self.dev,
                        bench_heap=self.bench_heap)
         self.sim.wait_for(lambda: self.sim.state_()["mqtt"]["connected"], 30, "uplink connected")
+        wait_port(self.api_port)
+        step("uplink+api_listening")
         if self.sim.cmd("web", "on") != {"error": None}:
             raise AssertionError("web window refused: %s" % self.sim.cmd("web"))
         wait_port(self.web_port)
-        wait_port(self.api_port)
         self.web = WebClient(self.web_port).login(first=True, sim=self.sim)
         self.token = pair_token(self.web, self.api_port)
+        # loops[0] is the stream (its reader watches loops[0].stopping)
         self.loops = [Loop("stream", self._stream), Loop("pages", self._pages, self.page_pause)]
-        for t in self.loops:
-            t.start()
+        self.loops[1].start()
+        step("+web_client")
+        self.loops[0].start()
+        step("+api_stream")
         return self
 
     def _pages(self):

@@ -253,29 +253,7 @@ def bench_breakdown(quick):
             r.stop()
         rig = AllServices(os.path.join(d, "all"), page_pause=0.3)
         try:
-            # AllServices.start() opens everything at once; here the same
-            # steps one at a time, sampling after each.
-            os.makedirs(rig.workdir, exist_ok=True)
-            rig.pki = pkimod.make(os.path.join(rig.workdir, "pki"), mqttlab.SERIAL)
-            rig.broker = mqttlab.Mosquitto(rig.pki, os.path.join(rig.workdir, "broker"))
-            state = os.path.join(rig.workdir, "dev")
-            mqttlab.provision(state, rig.pki, rig.broker.port, api__enabled=True)
-            rig.web_port, rig.api_port = free_port(), free_port()
-            sim = rig.sim = Sim(state, "--web-port", str(rig.web_port), "--api-port",
-                                str(rig.api_port), profile="house")
-            sim.wait_for(lambda: sim.state_()["mqtt"]["connected"], 30, "uplink connected")
-            wait_port(rig.api_port)
-            out["uplink+api_listening"] = _live(sim, n)
-            assert sim.cmd("web", "on") == {"error": None}
-            wait_port(rig.web_port)
-            rig.web = WebClient(rig.web_port).login(first=True, sim=sim)
-            rig.token = pair_token(rig.web, rig.api_port)
-            rig.loops = [Loop("pages", rig._pages, rig.page_pause)]
-            rig.loops[0].start()
-            out["+web_client"] = _live(sim, n)
-            rig.loops.insert(0, Loop("stream", rig._stream))
-            rig.loops[0].start()
-            out["+api_stream"] = _live(sim, n)
+            rig.start(step=lambda name: out.__setitem__(name, _live(rig.sim, n)))
             out["clients"] = rig.report()
         finally:
             rig.stop()
