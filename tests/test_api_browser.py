@@ -10,21 +10,16 @@ import time
 
 import pytest
 
-from simctl import configure
 from test_api import (App, CONST_P, admin_login, boot_api, confirmed_app, read_events,
                       stream_closed)
-from test_web import NEW_PASS, menu_web_enable, pbkdf2, port_refuses, to_pages
-from test_web_browser import csp_violations, login
+from test_web import NEW_PASS, menu_web_enable, port_refuses, to_pages
+from test_web_browser import csp_violations, fresh, login
 
 from peers import new_page
 
 
 def _boot(state, password=False):
-    if password:
-        configure(state, **{"web.pass": pbkdf2(NEW_PASS)})
-    s = boot_api(state)
-    s.wait_screen("POWER W")
-    return s
+    return fresh(state, password, boot_api)
 
 
 @pytest.fixture

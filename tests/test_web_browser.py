@@ -21,10 +21,12 @@ from peers import new_page
 from playwright import sync_api as playwright
 
 
-def _boot(state, password=False):
+def fresh(state, password=False, start=boot):
+    """A meter started by `start` (test_web.boot, or test_api.boot_api),
+    with the admin's password set beforehand (NEW_PASS) if `password`."""
     if password:
         configure(state, **{"web.pass": pbkdf2(NEW_PASS)})
-    s = boot(state)
+    s = start(state)
     s.wait_screen("POWER W")
     return s
 
@@ -32,7 +34,7 @@ def _boot(state, password=False):
 @pytest.fixture
 def sim(tmp_path):
     """A new meter: Web Admin off, no password set yet."""
-    s = _boot(tmp_path / "dev")
+    s = fresh(tmp_path / "dev")
     yield s
     if s.proc.poll() is None:
         s.kill()
@@ -41,7 +43,7 @@ def sim(tmp_path):
 @pytest.fixture
 def ready(tmp_path):
     """A meter whose admin has set the password (NEW_PASS); window open."""
-    s = _boot(tmp_path / "dev", password=True)
+    s = fresh(tmp_path / "dev", password=True)
     web_on(s)
     yield s
     if s.proc.poll() is None:
