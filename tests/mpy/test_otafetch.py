@@ -18,24 +18,11 @@ from upytest import raises, tmpdir  # noqa: E402
 from meter import httpget, ota, otafetch  # noqa: E402
 from meter.board.flashfile import FilePartition  # noqa: E402
 from meter.logstore import LogStore  # noqa: E402
-from meter.otafetch import Fetcher, SettingsConfig  # noqa: E402
+from meter.otafetch import Fetcher, SettingsConfig, _Ram as Store  # noqa: E402  (state in RAM)
 from meter.settings import Settings  # noqa: E402
 
 HEAP = "512k"
 SHA = "ab" * 32
-
-
-class Store:
-    """The runtime state's get/set (meter/state.py), in RAM."""
-
-    def __init__(self):
-        self.d = {}
-
-    def get(self, key, default=None):
-        return self.d.get(key, default)
-
-    def set(self, key, value):
-        self.d[key] = value
 
 
 class Cfg:
