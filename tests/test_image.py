@@ -62,7 +62,7 @@ def test_device_manifest_freezes_the_firmware_and_not_the_host_board():
                  "microdot/microdot.py", "ussl.py", "ssl.py", "_boot.py", "asyncio/core.py"):
         assert want in files, want
     for unwanted in ("meter/board/host.py", "meter/board/icsim.py", "meter/board/png.py",
-                     "meter/board/hostwifi.py",
+                     "meter/board/hostwifi.py", "meter/board/hostbtn.py",
                      "microdot/test_client.py"):
         assert unwanted not in files, unwanted
     # nothing frozen twice (the port's own umqtt would shadow the pinned one)

@@ -22,7 +22,8 @@ import tomllib
 _ROOT = os.path.abspath(os.path.join(os.getcwd(), "..", ".."))
 _LIB = os.path.join(_ROOT, "firmware", "lib")
 _DEPS = os.path.join(_ROOT, "build", "lib")
-_HOST_ONLY = ("meter/board/host.py", "meter/board/hostterm.py", "meter/board/icsim.py",
+_HOST_ONLY = ("meter/board/host.py", "meter/board/hostbtn.py", "meter/board/hostterm.py",
+              "meter/board/icsim.py",
               "meter/board/png.py", "meter/board/hostwifi.py")
 
 with open(os.path.join(_ROOT, "device-libs.toml"), "rb") as _f:

@@ -169,6 +169,43 @@ def test_real_presses_of_60_ms_or_more_always_count():
                 assert ev == [btn.OK], (d, bounce, phase, ev)
 
 
+def test_a_simulated_tap_lasts_the_samples_it_spans_when_the_ui_is_late():
+    """The host board's tap (control socket): on a loaded machine the UI's
+    samples come late, and a 120 ms press must still be six of them, not
+    one (which the debounce takes for bounce). Real events from real time."""
+    import asyncio
+    import time
+
+    from meter.board.hostbtn import HostButtons
+
+    for every_ms, least_ms in ((20, 120), (100, 500)):
+        hw = HostButtons()
+        b = btn.Buttons(hw)
+        events = []
+
+        async def ui():
+            while True:
+                await asyncio.sleep_ms(every_ms)
+                e = b.poll()
+                if e:
+                    events.append(e)
+
+        async def main():
+            t = asyncio.create_task(ui())
+            t0 = time.ticks_ms()
+            hw.set(BTN_OK)
+            await hw.hold(120)
+            down = time.ticks_diff(time.ticks_ms(), t0)
+            hw.set(0)
+            await hw.hold(120)
+            t.cancel()
+            return down
+
+        down = asyncio.run(main())
+        assert down >= least_ms, (every_ms, down)
+        assert events == [btn.OK], (every_ms, events)
+
+
 def test_noise_on_one_button_does_not_hold_up_another():
     # Each button is debounced on its own: UP pressed for 200 ms while OK
     # picks up 5 ms pulses every 19 ms is one UP, and OK nothing.

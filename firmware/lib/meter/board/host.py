@@ -32,8 +32,9 @@ import time
 import framebuf
 from micropython import const
 
-from meter.board.base import BTN_DOWN, BTN_OK, BTN_UP, Board, Buttons
+from meter.board.base import BTN_DOWN, BTN_OK, BTN_UP, Board
 from meter.board.flashfile import FilePartition
+from meter.board.hostbtn import HostButtons
 from meter.board.hostwifi import HostWifi
 
 W = 128
@@ -245,9 +246,9 @@ class HostBoard(Board):
                 b.set(b.level | mask)
                 if cmd == "tap":  # a finger: down, then up for as long
                     ms = int(args[1]) if len(args) > 1 else 120
-                    await asyncio.sleep_ms(ms)
+                    await b.hold(ms)
                     b.set(b.level & ~mask)
-                    await asyncio.sleep_ms(ms)
+                    await b.hold(ms)
             return {"ok": True}
         if cmd == "screen":
             return {"lines": self.display().text()}
@@ -304,29 +305,6 @@ def _isatty():
 
 # The unix port counts from 1970, the ESP32 from 2000: normalise to 1970.
 _EPOCH_OFFSET = 0 if time.gmtime(0)[0] == 1970 else 946684800
-
-
-class HostButtons(Buttons):
-    """Levels set by the keys and the control socket through set(), which
-    records the changed buttons as the device's pin interrupt does: a tap
-    shorter than the UI's 20 ms sampling is seen as edges (and so as
-    bounce)."""
-
-    def __init__(self):
-        self.level = 0
-        self._edges = 0
-
-    def set(self, level):
-        self._edges |= level ^ self.level
-        self.level = level
-
-    def read(self):
-        return self.level
-
-    def edges(self):
-        e = self._edges
-        self._edges = 0
-        return e
 
 
 class HostWatchdog:
