@@ -582,3 +582,60 @@ def test_a_join_cancelled_by_the_window_end_goes_back_to_the_stored_network():
     run(go())
     assert app.settings.get("wifi.ssid") == "CafeGuest"
     assert app.board.w._ssid == "CafeGuest" and app.board.w.status() == "connected"
+
+
+def test_evictions_leave_no_chain_of_dead_connections():
+    """Slow senders, each evicting the oldest one when the slots are full
+    (meter.web.admission), then evicted in turn by the next: the heap the
+    server holds must not grow with their number. An evictor that kept its
+    victim (and the victim its own) held them all: under the flood of
+    tests/test_web_attack.py 62 dead connections, 23 KB."""
+    import gc
+    import time
+
+    from microdot import Microdot
+
+    from meter.web import server
+
+    app = Microdot()
+    port = [0]
+
+    async def slow_sender(opened):
+        r, w = await asyncio.open_connection("127.0.0.1", port[0])
+        w.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+        await w.drain()
+        opened.append(w)
+
+    async def main():
+        for i in range(50):  # a free port (another run may hold one)
+            port[0] = 18000 + (time.ticks_ms() + 37 * i) % 2000
+            srv = server.Server(app, "127.0.0.1", port[0])
+            try:
+                await srv.start()
+                break
+            except OSError:
+                pass
+        opened = []
+        held = []
+        try:
+            for n in range(60):
+                await slow_sender(opened)
+                for _ in range(5):  # the server's turn: admit, evict
+                    await asyncio.sleep_ms(2)
+                while len(opened) > server.MAX_CONN + 1:  # the client side stays bounded
+                    opened.pop(0).close()
+                if n in (19, 59):
+                    await asyncio.sleep_ms(20)
+                    gc.collect()
+                    held.append(gc.mem_alloc())
+            evicted = srv.stats["evicted"]
+        finally:
+            for w in opened:
+                w.close()
+            await srv.close(0)
+        return evicted, held
+
+    evicted, held = run(main())
+    assert evicted >= 50, evicted
+    # 40 more evictions: the dead ones are not held (860 B each here, 64-bit)
+    assert held[1] - held[0] < 4096, held
