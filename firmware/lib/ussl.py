@@ -34,9 +34,12 @@ def _der(v, what):
         v = v.encode()
     if not isinstance(v, (bytes, bytearray)) or not v:
         raise ValueError("ussl: %s must be non-empty bytes" % what)
-    v = bytes(v).strip()
-    if not v.startswith(b"-----BEGIN "):
+    v = bytes(v)
+    if not v.lstrip().startswith(b"-----BEGIN "):
+        # DER as it is: its last byte (a signature's or a key's) is a
+        # space's or a newline's code one time in 40, and strip() cut it
         return v
+    v = v.strip()
     lines = v.split(b"\n")
     body = b"".join(l.strip() for l in lines[1:-1])
     # Encrypted keys say so in the BEGIN line or in "Proc-Type:" headers.
