@@ -245,10 +245,7 @@ class HostBoard(Board):
             else:
                 b.set(b.level | mask)
                 if cmd == "tap":  # a finger: down, then up for as long
-                    ms = int(args[1]) if len(args) > 1 else 120
-                    await b.hold(ms)
-                    b.set(b.level & ~mask)
-                    await b.hold(ms)
+                    await b.tap(mask, int(args[1]) if len(args) > 1 else 120)
             return {"ok": True}
         if cmd == "screen":
             return {"lines": self.display().text()}

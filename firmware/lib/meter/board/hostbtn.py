@@ -21,7 +21,9 @@ class HostButtons(Buttons):
     def __init__(self):
         self.level = 0
         self._edges = 0
-        self.reads = 0  # samples the UI has taken (hold() counts them)
+        self.reads = 0  # samples the UI has taken
+        self._lift = 0  # the tapping finger's buttons, lifted after...
+        self._left = 0  # ...this many more UI samples
 
     def set(self, level):
         self._edges |= level ^ self.level
@@ -29,16 +31,33 @@ class HostButtons(Buttons):
 
     def read(self):
         self.reads += 1
-        return self.level
+        level = self.level
+        if self._left:
+            self._left -= 1
+            if not self._left:  # this was the tap's last sample
+                self.set(self.level & ~self._lift)
+        return level
 
-    async def hold(self, ms):
-        """Keep the levels for ms and for the UI samples ms spans (one per
-        _POLL_MS), however late the process is scheduled: on a loaded test
-        machine a 120 ms press must stay six samples, not shrink to one
-        (bounce, lost). At most _HOLD_MAX_MS: a stalled UI cannot hold the
-        control socket."""
+    async def tap(self, mask, ms):
+        """A finger: down for the UI samples ms spans (one per _POLL_MS),
+        then up for as many. Counted in samples, not time: on a loaded test
+        machine the simulator may not run for 100 ms, and a 120 ms press
+        must stay six samples (not one, bounce) and a 5 ms blip none (not
+        four, a press). At most _HOLD_MAX_MS each way: a stalled UI does
+        not hold the control socket."""
+        n = ms // _POLL_MS
+        self.set(self.level | mask)
+        if not n:  # a blip between two samples: edges only
+            self.set(self.level & ~mask)
+        else:
+            self._lift, self._left = mask, n
+            await self._until(lambda: not self._left)
+            self._left = 0
+            self.set(self.level & ~mask)  # (done by read() unless the UI stalled)
+        up = self.reads + max(n, 1)
+        await self._until(lambda: self.reads >= up)
+
+    async def _until(self, done):
         t0 = time.ticks_ms()
-        want = self.reads + ms // _POLL_MS
-        while time.ticks_diff(time.ticks_ms(), t0) < ms or (
-                self.reads < want and time.ticks_diff(time.ticks_ms(), t0) < _HOLD_MAX_MS):
-            await asyncio.sleep_ms(min(ms, _POLL_MS))
+        while not done() and time.ticks_diff(time.ticks_ms(), t0) < _HOLD_MAX_MS:
+            await asyncio.sleep_ms(_POLL_MS // 4)
