@@ -30,8 +30,9 @@ STAMP = os.path.join(VENV, ".dev-deps")
 # mosquitto is the MQTT broker, chromium the browser Playwright drives.
 # tmux is the 80x24 terminal of tests/test_terminal.py.
 APT_FOR_TESTS = ["openssl", "mosquitto", "chromium", "tmux"]
-# The device image is MicroPython built 32-bit (tools/image.py).
-APT_FOR_IMAGE = ["make", "gcc-multilib"]
+# The device image is MicroPython built 32-bit (tools/image.py), its
+# source patched first (firmware/boards/patches).
+APT_FOR_IMAGE = ["make", "gcc-multilib", "patch"]
 
 
 def log(msg):

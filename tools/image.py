@@ -78,11 +78,37 @@ def _sha256_file(path):
     return h.hexdigest()
 
 
+PATCHES = os.path.join(BOARDS, "patches")
+
+
+def patches():
+    """Our patches to the pinned MicroPython source, in the order applied
+    (firmware/boards/patches/*.patch; the ESP32 board's build applies the
+    same ones): [(name, path)]."""
+    if not os.path.isdir(PATCHES):
+        return []
+    return [(n, os.path.join(PATCHES, n)) for n in sorted(os.listdir(PATCHES))
+            if n.endswith(".patch")]
+
+
+def _patches_digest():
+    h = hashlib.sha256()
+    for n, path in patches():
+        h.update(n.encode() + b"\0" + open(path, "rb").read())
+    return h.hexdigest()
+
+
 def source():
-    """The pinned MicroPython tree, unpacked in build/ (once)."""
+    """The pinned MicroPython tree, unpacked in build/ with our patches
+    applied (again when the patches change)."""
     marker = os.path.join(SRC, ".meter-source")
-    if os.path.exists(marker):
-        return SRC
+    want = _patches_digest()
+    try:
+        with open(marker) as f:
+            if f.read().split()[-1] == "patches:" + want:
+                return SRC
+    except (OSError, IndexError):
+        pass
     tarball = os.path.join(SHARED, MP_TARBALL)
     tmp = SRC + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -103,11 +129,17 @@ def source():
                                "v" + MP_VERSION, MP_GIT, top])
         subprocess.check_call(["make", "-C", os.path.join(top, "ports", "unix"), "submodules"])
         how = "git:v" + MP_VERSION
+    for name, path in patches():
+        log("patching the MicroPython source: " + name)
+        # (GNU patch, not git apply: build/ lies inside this repository,
+        # where git apply would skip paths outside the current directory)
+        subprocess.check_call(["patch", "-p1", "--forward", "--batch", "--quiet", "-d", top,
+                               "-i", path])
     shutil.rmtree(SRC, ignore_errors=True)
     os.rename(top, SRC)
     shutil.rmtree(tmp, ignore_errors=True)
     with open(marker, "w") as f:
-        f.write(how + "\n")
+        f.write(how + " patches:" + want + "\n")
     return SRC
 
 
