@@ -39,6 +39,12 @@ def busy():
     return _current[0] is not None
 
 
+def current():
+    """The Updater writing now, or None."""
+    u = _current[0]
+    return None if u is _INSTALLED else u
+
+
 class Updater:
     def __init__(self, ota, target, keys=None, audit=None, settings=None,
                  source="web", progress=None, version=VERSION,

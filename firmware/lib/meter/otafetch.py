@@ -48,6 +48,7 @@ _BLOCK = const(4096)
 # about 5 KB more for a moment. Short of that it waits for a later try
 # rather than end in a MemoryError.
 _NEED = const(20 * 1024)
+_BUSY = "the Settings menu is in use: try again later"
 
 # What the fetcher reads from its config object (docs/ota.md lists them as
 # settings keys; "update.ca" is the file update-ca.crt).
@@ -111,11 +112,13 @@ class Fetcher:
     total_ms = 900000  # a whole download (a server that trickles)
 
     def __init__(self, cfg, ota_parts, target, audit=None, state=None, settings=None,
-                 progress=None, busy=None, on_installed=None, keys=None, version=VERSION,
-                 secver=SECURITY_VERSION, **tune):
+                 progress=None, busy=None, on_installed=None, on_result=None, keys=None,
+                 version=VERSION, secver=SECURITY_VERSION, **tune):
         """cfg.get(key) for the keys in DEFAULTS; ota_parts: board.ota();
         target: board name; progress(bytes, total) while a file is written;
-        busy(): True while no check may start; on_installed(version)."""
+        busy(): None, or why no check may start now (True: the Settings
+        menu is in use); on_installed(version); on_result(source, outcome,
+        detail) after each check's audit record."""
         for k, v in tune.items():
             if k not in _TUNABLE:
                 raise TypeError("unknown tuning " + k)
@@ -128,6 +131,8 @@ class Fetcher:
         self.progress = progress
         self.busy = busy
         self.on_installed = on_installed
+        self.on_result = on_result
+        self.source = None  # who asked for the check that runs (or ran last)
         self.keys = keys
         self.version = otafmt.version_code(version)
         self.secver = secver
@@ -145,9 +150,11 @@ class Fetcher:
         UpdateError (the reason, for the user; a retry is scheduled)."""
         if self.checking:
             raise UpdateError("an update check is already running")
-        if self.busy is not None and self.busy():
-            raise UpdateError("the Settings menu is in use: try again later")
+        why = self.busy() if self.busy is not None else None
+        if why:
+            raise UpdateError(_BUSY if why is True else why)
         self.checking = True
+        self.source = source
         frm = otafmt.version_text(self.version)
         to = ["?"]
         try:
@@ -196,7 +203,7 @@ class Fetcher:
             wait = _spread(self.cfg.get("update.interval_h") * self.unit_ms)
             if not self.cfg.get("update.enabled") or self.checking:
                 continue
-            if self.busy is not None and self.busy():
+            if self.busy is not None and self.busy():  # the menu, another update
                 wait = self.busy_retry_ms
                 continue
             try:
@@ -333,6 +340,8 @@ class Fetcher:
             self.audit.append(source, "ota check", outcome, detail)
         else:
             log.info("ota check %s %s %s" % (source, outcome, detail))
+        if self.on_result is not None:
+            self.on_result(source, outcome, detail)
 
 
 def _spread(ms):
