@@ -160,7 +160,7 @@ def test_the_service_finds_n_plus_1_downloads_installs_and_restarts_on_it(lab, t
                               "why": None}, st
         assert sim.quit() == 0
     ev = audit(sim.state)
-    for e in ("auto|ota start|ok|", "auto|ota installed|ok|1.1.0",
+    for e in ("auto|ota start|ok|from 1.0.0", "auto|ota installed|ok|1.0.0 -> 1.1.0",
               "auto|ota check|ok|%s -> %s: installed" % (N, N1), "system|ota restart|ok|1.1.0",
               "system|ota self-test|ok|1.1.0"):
         assert e in ev, (e, ev)

@@ -154,7 +154,7 @@ def test_update_installs_n_plus_1_which_boots_from_its_slot_and_confirms(tmp_pat
         assert all(after["counters_uwh"][k] >= v for k, v in before.items()), (before, after)
         assert sim.quit() == 0
         ev = audit(sim.state)
-        for e in ("control|ota start|ok|", "control|ota installed|ok|1.1.0",
+        for e in ("control|ota start|ok|from 1.0.0", "control|ota installed|ok|1.0.0 -> 1.1.0",
                   "system|ota restart|ok|1.1.0", "system|boot|ok|1.1.0",
                   "system|ota self-test|ok|1.1.0"):
             assert e in ev, (e, ev)

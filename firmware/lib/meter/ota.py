@@ -85,7 +85,7 @@ class Updater:
         self._blk = 0
         self._fill = 0
         _current[0] = self
-        self._log("start", "ok", "")
+        self._log("start", "ok", "from " + otafmt.version_text(self.version))
 
     # -- stream ----------------------------------------------------------------
 
@@ -147,7 +147,7 @@ class Updater:
         # otadata now points at.
         _current[0] = _INSTALLED
         v = otafmt.version_text(self._head[1])
-        self._log("installed", "ok", v)
+        self._log("installed", "ok", "%s -> %s" % (otafmt.version_text(self.version), v))
         return v
 
     def cancel(self, why="cancelled"):
