@@ -14,69 +14,29 @@ PKI of tests/pki.py; its certificate is for broker.test, dialled at
 127.0.0.1 through update.ip).
 """
 
-import hashlib
 import os
-import shutil
-import ssl
 import sys
-import threading
 import time
 
 import pytest
 
-import pki as pkimod
 from mqttlab import SECRET, SERIAL, Cloud, MqttSim, provision
 from simctl import Sim, configure
-from test_otafetch import Handler, Server, manifest, serve
-from test_ota_sim import audit
+from test_otafetch import lab, manifest, serve  # noqa: F401 (lab: the fixture)
+from test_ota_sim import Watch, audit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import image as imagetool  # noqa: E402
-import sign  # noqa: E402
 
 N, N1 = "1.0.0", "1.1.0"
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    if not shutil.which("openssl"):
-        pytest.fail("openssl missing: `python3 tools/dev.py test` installs it")
-    d = os.path.join(ROOT, "tests", ".tmp", "otaauto-%d" % os.getpid())
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
-    keys = tmp_path_factory.mktemp("otaautokey")  # tools/sign.py refuses keys in the repo
-    srv = None
-    try:  # the test PKI's private keys go, whatever fails
-        lb = type("Lab", (), {})()
-        lb.dir = d
-        lb.pki = pkimod.make(os.path.join(d, "pki"), "device")
-        lb.key = str(keys / "k1.pem")
-        sign.keygen(lb.key)
-        lb.n = imagetool.variant(str(keys / "n"), N, trust=[lb.key])[0]
-        n1 = imagetool.variant(str(keys / "n1"), N1, trust=[lb.key])[0]
-        lb.file = os.path.join(d, "n1.bin")
-        sign.sign(lb.key, n1, lb.file, N1, "host")
-        with open(lb.file, "rb") as f:
-            lb.data = f.read()
-        lb.sha = hashlib.sha256(lb.data).hexdigest()
-        lb.routes, lb.hits, lb.release = {}, {}, threading.Event()
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(lb.pki.path("broker.crt"), lb.pki.path("broker.key"))
-        s = Server(("127.0.0.1", 0), Handler)
-        s.socket = ctx.wrap_socket(s.socket, server_side=True)
-        s.lab = lb
-        lb.port = s.server_address[1]
-        threading.Thread(target=s.serve_forever, daemon=True).start()
-        srv = s
-        yield lb
-    finally:
-        if srv is not None:
-            srv.lab.release.set()
-            srv.shutdown()
-            srv.server_close()
-        shutil.rmtree(d, ignore_errors=True)
-        shutil.rmtree(str(keys), ignore_errors=True)
+def n_image(lab, tmp_path_factory):
+    """N, trusting the lab's key (test_otafetch's lab: PKI, key, N+1 file,
+    the HTTPS server)."""
+    return imagetool.variant(str(tmp_path_factory.mktemp("n")), N, trust=[lab.key])[0]
 
 
 def prepare(lab, state, url, ca="server-ca.crt", **settings):
@@ -90,10 +50,10 @@ def prepare(lab, state, url, ca="server-ca.crt", **settings):
     configure(state, **values)
 
 
-def start(lab, tmp_path, url, ca="server-ca.crt", **settings):
+def start(lab, n_image, tmp_path, url, ca="server-ca.crt", **settings):
     state = str(tmp_path / "dev")
     prepare(lab, state, url, ca, **settings)
-    return Sim(state, "--flash-delay-us", "100", image=lab.n, boot_keys=[lab.key])
+    return Sim(state, "--flash-delay-us", "100", image=n_image, boot_keys=[lab.key])
 
 
 def checks(sim):
@@ -109,47 +69,20 @@ def boot_slot(sim):
     return sim.cmd("ota")["slot"]
 
 
-class Screens(threading.Thread):
-    """The display, read over a second control connection while the update
-    runs (until the reset closes it)."""
-
-    def __init__(self, sim):
-        super().__init__(daemon=True)
-        import socket
-
-        self.sock = socket.create_connection(("127.0.0.1", sim.port), timeout=10)
-        self.rfile = self.sock.makefile("rb")
-        self.seen = []
-        self.stop = threading.Event()
-
-    def run(self):
-        import json
-
-        try:
-            while not self.stop.is_set():
-                self.sock.sendall(b"screen\n")
-                lines = [x.strip() for x in json.loads(self.rfile.readline())["lines"]]
-                if not self.seen or self.seen[-1] != lines:
-                    self.seen.append(lines)
-        except (OSError, ValueError):
-            pass  # the reset
-        finally:
-            self.sock.close()
-
-
-def test_the_service_finds_n_plus_1_downloads_installs_and_restarts_on_it(lab, tmp_path):
+def test_the_service_finds_n_plus_1_downloads_installs_and_restarts_on_it(lab, n_image, tmp_path):
     url = serve(lab, "auto", manifest(lab, url="/fw/auto.bin"), ("file", lab.data))
-    with start(lab, tmp_path, url, update__enabled=True, test__update_first_s=2) as sim:
+    with start(lab, n_image, tmp_path, url, update__enabled=True, test__update_first_s=2) as sim:
         assert sim.cmd("ota")["version"] == N
-        w = Screens(sim)
+        w = Watch(sim.port)  # the display while it runs, on a second connection
         w.start()
         rc = sim.wait_exit(90)
         w.stop.set()
         w.join(10)
         assert rc == 3, "no restart after the automatic update (exit %s):\n%s" % (
             rc, sim.output()[-3000:])
-        upd = [s for s in w.seen if s[0] == "FIRMWARE UPDATE"]
-        assert any(s[1] == "%s > %s" % (N, N1) and s[2].startswith("[") for s in upd), w.seen
+        upd = [s for s in w.screens if s[0] == "FIRMWARE UPDATE"]
+        assert any(s[1] == "%s > %s" % (N, N1) and s[2].startswith("[") for s in upd), \
+            w.screens[-3:]
         assert any("Do not remove" in s for s in upd) and any(
             "Restarting..." in s for s in upd), upd[-3:]
         sim.start()
@@ -166,9 +99,9 @@ def test_the_service_finds_n_plus_1_downloads_installs_and_restarts_on_it(lab, t
         assert e in ev, (e, ev)
 
 
-def test_a_server_certificate_from_a_wrong_ca_is_refused(lab, tmp_path):
+def test_a_server_certificate_from_a_wrong_ca_is_refused(lab, n_image, tmp_path):
     url = serve(lab, "wrongca", manifest(lab, url="/fw/wrongca.bin"), ("file", lab.data))
-    with start(lab, tmp_path, url, ca="other-ca.crt") as sim:
+    with start(lab, n_image, tmp_path, url, ca="other-ca.crt") as sim:
         assert sim.cmd("ota-check") == {"outcome": "started"}
         src, outcome, detail = wait_result(sim)
         assert (src, outcome) == ("control", "failed"), (src, outcome, detail)
@@ -179,9 +112,9 @@ def test_a_server_certificate_from_a_wrong_ca_is_refused(lab, tmp_path):
         assert sim.quit() == 0
 
 
-def test_a_download_cut_midway_changes_nothing_and_is_retried_later(lab, tmp_path):
+def test_a_download_cut_midway_changes_nothing_and_is_retried_later(lab, n_image, tmp_path):
     url = serve(lab, "cut", manifest(lab, url="/fw/cut.bin"), ("drop-once", lab.data))
-    with start(lab, tmp_path, url, update__enabled=True, test__update_first_s=2) as sim:
+    with start(lab, n_image, tmp_path, url, update__enabled=True, test__update_first_s=2) as sim:
         first = wait_result(sim)
         assert first[:2] == ("auto", "failed") and (
             "cut the connection" in first[2] or "broke off" in first[2]), first
@@ -201,9 +134,9 @@ def test_a_download_cut_midway_changes_nothing_and_is_retried_later(lab, tmp_pat
     assert len(cut) == 1 and "auto|ota update|cancelled|" in "\n".join(ev), ev
 
 
-def test_no_check_starts_while_a_user_is_in_the_settings_menu(lab, tmp_path):
+def test_no_check_starts_while_a_user_is_in_the_settings_menu(lab, n_image, tmp_path):
     url = serve(lab, "menu", manifest(lab, version=N, url="/fw/menu.bin"), ("file", lab.data))
-    with start(lab, tmp_path, url) as sim:
+    with start(lab, n_image, tmp_path, url) as sim:
         sim.wait_screen("POWER W")
         sim.tap("ok")  # first access: the PIN, set twice
         sim.wait_screen("New PIN:")
@@ -223,7 +156,7 @@ def test_no_check_starts_while_a_user_is_in_the_settings_menu(lab, tmp_path):
         assert sim.quit() == 0
 
 
-def test_the_cloud_command_starts_a_check_and_reports_its_result(lab, pki, broker, tmp_path):
+def test_the_cloud_command_starts_a_check_and_reports_its_result(lab, n_image, pki, broker, tmp_path):
     import json
 
     import pyotp
@@ -233,7 +166,7 @@ def test_the_cloud_command_starts_a_check_and_reports_its_result(lab, pki, broke
     provision(state, pki, broker.port)
     prepare(lab, state, url)
     cloud = Cloud(pki, broker.port)
-    sim = MqttSim(state, image=lab.n, boot_keys=[lab.key])
+    sim = MqttSim(state, image=n_image, boot_keys=[lab.key])
     try:
         cloud.wait(lambda t, p, r: t == "meters/%s/status" % SERIAL and p == b"online",
                    what="online")

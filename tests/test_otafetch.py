@@ -110,25 +110,35 @@ def lab(tmp_path_factory):
         with open(lb.file, "rb") as f:
             lb.data = f.read()
         lb.sha = hashlib.sha256(lb.data).hexdigest()
-        lb.routes = {}
-        lb.hits = {}
-        lb.release = threading.Event()
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(lb.pki.path("broker.crt"), lb.pki.path("broker.key"))
-        s = Server(("127.0.0.1", 0), Handler)
-        s.socket = ctx.wrap_socket(s.socket, server_side=True)
-        s.lab = lb
-        lb.port = s.server_address[1]
-        threading.Thread(target=s.serve_forever, daemon=True).start()
-        srv = s  # serving: shutdown() would wait forever for a loop never started
+        srv = https_server(lb)
         yield lb
     finally:
-        if srv is not None:
-            srv.lab.release.set()
-            srv.shutdown()
-            srv.server_close()
+        stop_server(srv)
         shutil.rmtree(d, ignore_errors=True)
         shutil.rmtree(str(keys), ignore_errors=True)
+
+
+def https_server(lb):
+    """The update server for lab lb (its pki, data and routes), serving on
+    a free port of 127.0.0.1 (lb.port) until stop_server()."""
+    lb.routes = {}
+    lb.hits = {}
+    lb.release = threading.Event()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(lb.pki.path("broker.crt"), lb.pki.path("broker.key"))
+    s = Server(("127.0.0.1", 0), Handler)
+    s.socket = ctx.wrap_socket(s.socket, server_side=True)
+    s.lab = lb
+    lb.port = s.server_address[1]
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    return s  # serving: shutdown() would wait forever for a loop never started
+
+
+def stop_server(srv):
+    if srv is not None:
+        srv.lab.release.set()
+        srv.shutdown()
+        srv.server_close()
 
 
 def manifest(lab, version=N1, size=None, sha=None, url="/fw/n1.bin"):
