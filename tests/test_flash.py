@@ -168,6 +168,38 @@ def test_no_device_and_wrong_port(tmp_path, capsys):
     assert rc == 1 and "error" in out, out
 
 
+def test_a_repl_slow_to_come_up_is_asked_again_and_nothing_runs_twice(tmp_path, monkeypatch):
+    """mpremote gives up entering the raw REPL after 10 s; a REPL that has
+    only just started (a locked meter wipes first) gets two more tries. Any
+    other failure, or the last try's, is reported at once."""
+    import meterrepl
+
+    port = tmp_path / "usb"
+    port.write_text("")
+    raw = "mpremote.transport.TransportError: could not enter raw repl\n"
+    answers = []
+    calls = []
+
+    def run(cmd, **kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, *answers.pop(0))
+
+    monkeypatch.setattr(meterrepl.subprocess, "run", run)
+    monkeypatch.setattr(meterrepl, "RAW_RETRY_S", 0)
+    answers[:] = [(1, "", raw), (1, "", raw), (0, '@@{"ok": 5}\n', "")]
+    assert meterrepl.call(str(port), "status") == 5 and len(calls) == 3
+    calls.clear()
+    answers[:] = [(1, "", raw)] * 3
+    with pytest.raises(meterrepl.DeviceError, match="is the meter in service mode"):
+        meterrepl.call(str(port), "status")
+    assert len(calls) == 3
+    calls.clear()
+    answers[:] = [(1, "", "Traceback\nOSError: [Errno 5] EIO\n")]
+    with pytest.raises(meterrepl.DeviceError, match="EIO"):
+        meterrepl.call(str(port), "status")
+    assert len(calls) == 1, "a command that may have run is never sent again"
+
+
 # -- provisioning ------------------------------------------------------------------
 
 

@@ -126,7 +126,7 @@ def test_source_with_a_wrong_hash_is_refused(tmp_path, monkeypatch):
 
 
 def test_the_image_is_built_from_the_patched_source(built):
-    """Our fixes to MicroPython (firmware/boards/patches, docs/device-libs.md)
+    """Our fixes to MicroPython (firmware/boards/patches, docs/device-image.md)
     are in the tree the image is built from: each one reverses cleanly."""
     ps = image.patches()
     assert [n for n, _ in ps] == ["pairheap-stale-child-last.patch"], ps

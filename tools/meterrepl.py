@@ -11,8 +11,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 MARK = "@@"  # = meter.service.MARK
+# A REPL that has only just come up (service mode entered a moment ago; on a
+# locked meter the wipe runs first) may not answer mpremote's Ctrl-C/Ctrl-A
+# within mpremote's 10 s: entering the raw REPL is tried again, as esptool
+# retries its connection, before the user is told the meter is not there.
+RAW_ATTEMPTS = 3
+RAW_RETRY_S = 1.0
 NOT_IN_SERVICE = ("is the meter in service mode? Hold OK+DOWN for 5 s while it starts, "
                   "confirm on the display, then try again within 10 minutes")
 
@@ -30,18 +37,23 @@ def mpremote(port, *words, timeout=20.0):
     if _is_path(port) and not os.path.exists(port):
         raise DeviceError("no device at %s (is the USB cable in, is it the right port?)" % port)
     cmd = [sys.executable, "-m", "mpremote", "connect", port, "resume", *words]
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                           stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise DeviceError("no answer from a MicroPython REPL on %s within %d s: %s"
-                          % (port, timeout, NOT_IN_SERVICE))
-    if r.returncode != 0:
+    for attempt in range(1, RAW_ATTEMPTS + 1):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                               stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise DeviceError("no answer from a MicroPython REPL on %s within %d s: %s"
+                              % (port, timeout, NOT_IN_SERVICE))
+        if r.returncode == 0:
+            return r.stdout
         why = (r.stderr.strip().splitlines() or ["exit code %d" % r.returncode])[-1]
-        if "raw repl" in why.lower():
+        if "raw repl" not in why.lower():
+            break
+        if attempt == RAW_ATTEMPTS:
             why += "; " + NOT_IN_SERVICE
-        raise DeviceError("%s: %s" % (port, why))
-    return r.stdout
+        else:  # nothing was run: the command is not sent twice
+            time.sleep(RAW_RETRY_S)
+    raise DeviceError("%s: %s" % (port, why))
 
 
 def call(port, name, *args, timeout=20.0):
