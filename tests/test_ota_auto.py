@@ -36,7 +36,7 @@ N, N1 = "1.0.0", "1.1.0"
 def n_image(lab, tmp_path_factory):
     """N, trusting the lab's key (test_otafetch's lab: PKI, key, N+1 file,
     the HTTPS server)."""
-    return imagetool.variant(str(tmp_path_factory.mktemp("n")), N, trust=[lab.key])[0]
+    return imagetool.variant(str(tmp_path_factory.mktemp("n") / "n"), N, trust=[lab.key])[0]
 
 
 def prepare(lab, state, url, ca="server-ca.crt", **settings):
@@ -146,9 +146,9 @@ def test_no_check_starts_while_a_user_is_in_the_settings_menu(lab, n_image, tmp_
         sim.wait_screen("SETTINGS")
         assert sim.cmd("ota-check") == {"error": "the Settings menu is in use: try again later"}
         assert lab.hits.get("/menu/host.json") is None
-        # the menu's own "Check for update" is what the user asked for
+        # the menu's own "Check update" is what the user asked for
         sim.select("Firmware")
-        sim.select("Check for update")
+        sim.select("Check update")
         sim.wait_screen("UPDATE CHECK")
         src, outcome, detail = wait_result(sim)
         assert (src, outcome, detail) == ("menu", "ok", "%s: up to date (server offers %s)"

@@ -286,7 +286,7 @@ def auto_app():
 def test_autoupdate_registers_its_service_menu_and_task():
     app = auto_app()
     assert app.services == [("Auto update", "update.enabled")]
-    assert [(w, label) for w, label, _ in app.menu_entries] == [("firmware", "Check for update")]
+    assert [(w, label) for w, label, _ in app.menu_entries] == [("firmware", "Check update")]
     assert [n for n, _ in app.spawned] == ["update"]
     assert app.settings.get("update.enabled") is False  # off by default
 

@@ -114,7 +114,7 @@ def _toggle(ui, app, key, value):
 
 def firmware_menu(ui, app):
     """The running version, and what the update features add ("firmware":
-    Check for update)."""
+    Check update)."""
     return ([("Version", lambda: ui.push(Info(ui, "FIRMWARE", lambda: firmware(app))))]
             + _extra(ui, app, "firmware"))
 

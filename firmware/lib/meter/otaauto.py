@@ -1,7 +1,7 @@
 """Automatic firmware updates as a feature (install(app), meter/app.py):
 the service "Auto update" (settings key update.enabled, off by default;
 the Services page and menu switch it), the task that runs the periodic
-check while it is on, the menu's Firmware > Check for update, the
+check while it is on, the menu's Firmware > Check update, the
 simulator's `ota-check` command, and the cloud's "check for update now"
 (meter/cloudcmd.py calls start()).
 
@@ -31,7 +31,7 @@ _MODULES = ("meter.otafetch", "meter.httpget", "meter.backoff", "meter.ota", "me
 def install(app):
     a = app.autoupdate = AutoUpdate(app)
     app.add_service("Auto update", SERVICE_KEY)
-    app.add_menu("firmware", "Check for update", a.menu_check)
+    app.add_menu("firmware", "Check update", a.menu_check)
     app.add_command("ota-check", lambda args: a.start("control"))
     app.add_state("autoupdate", a.snapshot)
     app.spawn("update", a.run)
