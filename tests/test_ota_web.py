@@ -16,7 +16,6 @@ import json
 import os
 import re
 import socket
-import sys
 import threading
 import time
 
@@ -24,18 +23,8 @@ import pytest
 
 from peers import new_page
 from simctl import configure
+from test_ota_sim import N, N1, Images, imagetool, sign
 from test_web import NEW_PASS, Client, boot, pbkdf2, web_on
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import image as imagetool  # noqa: E402
-import sign  # noqa: E402
-
-N, N1 = "1.0.0", "1.1.0"
-
-
-class Images:
-    pass
 
 
 @pytest.fixture(scope="module")
@@ -129,19 +118,6 @@ class Screens(threading.Thread):
         return [s for s in self.screens if any(text in x for x in s)]
 
 
-def until(fn, timeout, what, explain=lambda: ""):
-    """Poll fn() until it is true (never a fixed sleep to synchronise)."""
-    end = time.time() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.time() > end:
-            raise AssertionError("timed out (%s s) waiting for %s; last %r\n%s" % (
-                timeout, what, v, explain()))
-        time.sleep(0.1)
-
-
 def login(page, password=NEW_PASS):
     page.goto(page.base + "/login")
     page.fill("input[name=password]", password)
@@ -196,9 +172,8 @@ def result(page, sim, timeout=60):
         cls = page.get_attribute("#fw-msg", "class") or ""
         return msg(page) if cls in ("ok", "err") and "Checking" not in msg(page) else None
 
-    return until(done, timeout, "the upload's result on the page",
-                 lambda: "page: %s\nscreen:\n%s\nlog:\n%s" % (
-                     page.inner_text("main")[:1500], "\n".join(sim.screen()), sim.output()[-2000:]))
+    # (a failure's report has the page's text and a screenshot: conftest.py)
+    return sim.wait_for(done, timeout, "the upload's result on the page")
 
 
 def flash(state):
@@ -228,7 +203,7 @@ def test_a_signed_update_uploads_with_progress_restarts_and_the_page_says_so(slo
         dev.add(page.inner_text("#fw-dev"))
         return "Installed" in msg(page) or (page.get_attribute("#fw-msg", "class") == "err")
 
-    until(progressed, 90, "the upload to end", lambda: page.inner_text("main")[:1500])
+    sim.wait_for(progressed, 90, "the upload to end")
     text = msg(page)
     assert text.startswith("Installed %s. The device restarts now (about 20 s); this page "
                            "reconnects by itself" % N1), text
@@ -264,7 +239,7 @@ def test_a_signed_update_uploads_with_progress_restarts_and_the_page_says_so(slo
         page.inner_text("#fw-last")
     assert sim.cmd("ota")["version"] == N1
     # confirmed by its self-test: the page (which polls while it checks) says so
-    until(lambda: sim.cmd("ota")["state"] == "valid", 30, "the self-test")
+    sim.wait_for(lambda: sim.cmd("ota")["state"] == "valid", 30, "the self-test")
     page.reload()
     assert page.inner_text("#fw-version") == N1 and "confirmed" in page.inner_text("#fw-last"), \
         page.inner_text("main")
@@ -292,14 +267,13 @@ def test_bad_files_are_refused_with_the_reason_and_nothing_changes(sim, imgs, br
         assert text.startswith("Not updated. ") and why in text.lower(), (name, text)
         assert text.endswith("The running firmware is unchanged."), text
         # the display says it too (NOT UPDATED and why, for 10 s)
-        until(lambda: watch.seen("NOT UPDATED"), 10, "NOT UPDATED on the display",
-              lambda: "\n".join(sim.screen()))
+        sim.wait_for(lambda: watch.seen("NOT UPDATED"), 10, "NOT UPDATED on the display")
         watch.end()
         o = sim.cmd("ota")
         assert (o["version"], o["slot"], o["progress"], o["busy"]) == (N, "ota_0", None, None), o
         assert o["last"]["result"] == "failed" and why in o["last"]["why"], o["last"]
         # metering goes on
-        until(lambda: counters(sim) > uwh, 10, "the energy counters to move")
+        sim.wait_for(lambda: counters(sim) > uwh, 10, "the energy counters to move")
     # too large: the page refuses before sending anything; wrong password: the device
     big = str(sim.state) + "-big.bin"
     with open(big, "wb") as f:
@@ -326,13 +300,13 @@ def test_a_cancelled_upload_and_a_window_closed_under_one_install_nothing(slow, 
         m = re.search(r"Sent (\d+)%", page.inner_text("#fw-sent"))
         return m and 10 <= int(m.group(1)) < 80
 
-    until(halfway, 60, "the upload to be under way", lambda: page.inner_text("main")[:800])
+    sim.wait_for(halfway, 60, "the upload to be under way")
     watch = Screens(sim.port)
     page.click("#fw-cancel")
     text = result(page, sim)
     assert re.search(r"Not updated\. The upload broke off at \d+ of %d bytes" % os.path.getsize(
         imgs.good), text), text
-    until(lambda: watch.seen("NOT UPDATED"), 10, "NOT UPDATED on the display")
+    sim.wait_for(lambda: watch.seen("NOT UPDATED"), 10, "NOT UPDATED on the display")
     watch.end()
     o = sim.cmd("ota")
     assert (o["version"], o["busy"], o["progress"]) == (N, None, None), o
@@ -343,12 +317,12 @@ def test_a_cancelled_upload_and_a_window_closed_under_one_install_nothing(slow, 
     admin = Client(sim.web_port)
     admin.login_ok()
     choose(page, imgs.good)
-    until(halfway, 60, "the second upload to be under way")
+    sim.wait_for(halfway, 60, "the second upload to be under way")
     r = admin.post("/services", {"csrf": admin.csrf("/services"), "key": "web.allowed", "on": "0"})
     assert r.status in (200, 303), (r.status, r.text[:300])
-    until(lambda: not sim.cmd("web")["listening"], 10, "the window to close")
-    o = until(lambda: (lambda o: o if o["last"] and o["busy"] is None else None)(sim.cmd("ota")),
-              10, "the update to end")
+    sim.wait_for(lambda: not sim.cmd("web")["listening"], 10, "the window to close")
+    o = sim.wait_for(lambda: (lambda o: o if o["last"] and o["busy"] is None else None)(
+        sim.cmd("ota")), 10, "the update to end")
     assert o["version"] == N and "the Web Admin was closed during the upload" in \
         o["last"]["why"], o
     text = result(page, sim, 30)
@@ -388,7 +362,7 @@ def test_the_window_waits_for_an_upload_then_opens_again_after_the_restart(tmp_p
         th = threading.Thread(target=lambda: out.append(_upload(sim, imgs.good)), daemon=True)
         th.start()
         # the window's time runs out while the file is being written: it stays open
-        w = until(lambda: (lambda w, o: (w, o) if w["remaining_s"] == 0 and w["listening"]
+        w = sim.wait_for(lambda: (lambda w, o: (w, o) if w["remaining_s"] == 0 and w["listening"]
                            and o["progress"] is not None else None)(sim.cmd("web"),
                                                                      sim.cmd("ota")),
                   30, "the window's end during the upload")
@@ -397,7 +371,7 @@ def test_the_window_waits_for_an_upload_then_opens_again_after_the_restart(tmp_p
         assert (status, answer) == (200, {"version": N1, "restart_s": 20}), (status, answer, w)
         assert sim.wait_exit(30) == 3
         sim.start()
-        w = until(lambda: (lambda w: w if w["listening"] else None)(sim.cmd("web")), 20,
+        w = sim.wait_for(lambda: (lambda w: w if w["listening"] else None)(sim.cmd("web")), 20,
                   "the window to open again")
         assert 0 < w["remaining_s"] <= 10, w  # (test.web_window_s caps it)
         assert "audit ota web-admin on" in sim.output(), sim.output()[-2000:]
@@ -489,3 +463,40 @@ def test_upload_throughput_and_heap_on_the_device_image(tmp_path, imgs):
     assert size / 1024 / dev_s > 100, "far too slow"
     # the pages still answer meanwhile (a newcomer needs 12 KB: memory.room)
     assert low > 12 * 1024, "the upload leaves too little heap"
+
+
+def test_windows_with_the_firmware_page_give_their_memory_back(tmp_path, imgs):
+    """The Firmware page loads the update modules (7 KB); a window that
+    showed it, or refused an upload, gives them back with the rest
+    (meter.web OTA_MODULES): the first window keeps only what the firmware
+    shares afterwards, the later ones nothing to speak of
+    (tests/test_memory.py's bounds)."""
+    from test_memory import FIRST_KEEPS, LATER_MAX
+
+    sim = start(tmp_path, imgs)
+    try:
+        kept = []
+        for i in range(5):
+            if i:
+                web_on(sim)
+            c = Client(sim.web_port)
+            c.login_ok()
+            for path in ("/firmware", "/api/firmware", "/static/fw.js"):
+                r = c.get(path)
+                assert r.status == 200, (path, r.status, r.text[:300])
+            if i == 2:  # a refused upload (not an update file) in this one
+                status, answer, _ = _upload(sim, imgs.text)
+                assert status == 400 and "not an update file" in answer["error"], answer
+            assert "meter.ota" in sim.cmd("web")["modules"]  # (loaded by the page)
+            sim.cmd("web", "off")
+            w = sim.wait_for(lambda: (lambda s: s if not s["active"] and not s["closing"]
+                                      and s["heap_after"] is not None else None)(sim.cmd("web")),
+                             what="window closed and measured")
+            assert w["modules"] == [], w["modules"]  # the update modules too
+            kept.append(w["heap_after"] - w["heap_before"])
+        print("kept per window", kept)
+        assert kept[0] <= FIRST_KEEPS and max(kept[1:]) <= LATER_MAX, kept
+        assert "MemoryError" not in sim.output()
+    finally:
+        if sim.proc.poll() is None:
+            sim.kill()

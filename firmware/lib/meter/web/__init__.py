@@ -59,7 +59,7 @@ def install(app):
     app.add_menu("wifi", "Wi-Fi Setup", lambda ui: _menu().menu_wifi_setup(w, ui))
     app.add_menu("wifi-reset", "Wi-Fi Setup", lambda ui: _menu().offer_setup(w, ui))
     app.add_service("Web Admin", SERVICE_KEY)
-    app.add_command("web", lambda args: _menu().command(w, args, MODULES))
+    app.add_command("web", lambda args: _menu().command(w, args, MODULES + OTA_MODULES))
     app.add_status(STATUS, w.status_text)
     app.add_notice(w.setup_lines)
     app.on_start(w.resume)

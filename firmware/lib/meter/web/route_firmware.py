@@ -1,25 +1,18 @@
-"""The Web Admin's Firmware page (meter.web.site mounts app()): what runs
-and what the other app slot holds, the last update's result, and the
-upload of an update file, streamed into the updater (meter/otaupload.py)
-as it arrives: the file is never held whole (docs/web.md, "Firmware").
-
-The upload is two requests, so that the admin password is asked again and
-the file needs no form encoding:
-1. POST /firmware/ticket (form: csrf, password, size): after the gate's
-   checks, everything that can refuse before a byte is sent (an update
-   running, the module lock, an image on trial, the size), then the
-   password (the login's check and throttle). Answer {"ticket"}: good once,
-   for this session, for TICKET_MS.
-2. POST /firmware/upload?t=TICKET with the raw file as the body
-   (application/octet-stream, the Origin checked by the gate): the server
-   hands the body over as a stream (STREAMED); Upload refuses a length the
-   slot cannot take (413) before reading. Answer {"version", "restart_s"},
-   then the device restarts; or {"error"} with the updater's words.
-GET /api/firmware is what the page's script (/static/fw.js) polls: the
-device's progress, the result, the restart.
-
-Every attempt is an update Job (meter/otastatus.py): the display shows the
-update screen and its progress, NOT UPDATED and why, or the restart.
+"""The Web Admin's Firmware page (meter.web.site mounts app()): what runs,
+what the other app slot holds, the last update's result, and the upload
+of an update file, streamed into the updater (meter/otaupload.py) as it
+arrives, never held whole (docs/web.md, "Firmware"). Two requests, so that
+the password is asked again and the file needs no form encoding:
+1. POST /firmware/ticket (form: csrf, password, size): what can refuse
+   before a byte is sent (an update running, the lock, an image on trial,
+   the size), then the password (the login's check and throttle). Answer
+   {"ticket"}: good once, for this session, for TICKET_MS.
+2. POST /firmware/upload?t=TICKET, the raw file as the body: the server
+   hands it over as a stream (STREAMED); Upload refuses a length the slot
+   cannot take (413) before reading. Answer {"version", "restart_s"}, then
+   the device restarts (an update Job, meter/otastatus.py: the display
+   shows it); or {"error"} in the updater's words.
+GET /api/firmware is what the page's script (/static/fw.js) polls.
 """
 
 import asyncio
@@ -37,18 +30,15 @@ from meter.web import auth, chrome
 STREAMED = ("/firmware/upload",)
 TICKET_MS = const(60000)
 RESTART_S = const(20)  # what the page announces: a restart and the Wi-Fi join
-# the upload's deadline in the server: Upload's own limit and a margin
-_UPLOAD_MS = const(930000)
-# the window opened again after the update's restart has at least this
-# long: time to log in and read the result (meter.web._resume)
-RESUME_MIN_S = const(120)
+_ANSWER_MS = const(1000)  # the answer reaches the browser before the restart
+_UPLOAD_MS = const(930000)  # the server's deadline: Upload's own 15 min and a margin
+RESUME_MIN_S = const(120)  # the reopened window at least: to log in, read the result
 
 
 class Firmware:
     """The window's upload state (ctl.firmware): the one ticket, the upload
-    running (the window's timer waits for it: meter.web.admin), and the
-    result of the last one, which the page's script asks for when its
-    connection broke (a refused body cannot always be answered)."""
+    running (the window's timer waits for it: meter.web.admin), the last
+    one's result (the page's script asks for it when its request broke)."""
 
     def __init__(self):
         self.ticket = None  # (ticket, session, expires at ticks_ms)
@@ -67,10 +57,9 @@ def app():
 
 
 def _state(ctl):
-    f = ctl.firmware
-    if f is None:
-        f = ctl.firmware = Firmware()
-    return f
+    if ctl.firmware is None:
+        ctl.firmware = Firmware()
+    return ctl.firmware
 
 
 def _err(status, why):
@@ -184,7 +173,7 @@ async def upload(req):
     res.update(state="installed", version=v)
     # the window opens again after the restart, for the rest of its time
     fw.state_.set("web.resume", max(ctl.remaining_s(), RESUME_MIN_S))
-    job.installed(v)
+    job.installed(v, _ANSWER_MS)
     return {"version": v, "restart_s": RESTART_S}
 
 
@@ -218,12 +207,6 @@ def last_text(last, running):
     return "Not updated (%s): %s." % (to, last.get("why") or "failed")
 
 
-def _slot_state(state, trial):
-    if trial:
-        return "checking itself (self-test, at most 2 minutes)"
-    return {None: "factory start", "valid": "confirmed"}.get(state, state)
-
-
 async def page(req):
     from meter import otastatus
 
@@ -236,7 +219,9 @@ async def page(req):
     trial = 1 if s.get("trial") else 0
     run = "%s%s" % (s["version"], " (checking itself)" if trial else "")
     rows = (("Running", run, "fw-version"), ("From slot", s.get("slot"), "fw-slot"),
-            ("State", _slot_state(s.get("state"), trial), "fw-state"),
+            ("State", "checking itself (self-test, at most 2 minutes)" if trial else {
+                None: "factory start", "valid": "confirmed"}.get(s.get("state"), s.get("state")),
+             "fw-state"),
             ("Other slot", "%s: %s" % (o.get("slot"), o.get("version") or "empty"), "fw-other"),
             ("Other slot's state", o.get("state") or "-", "fw-other-state"),
             ("Last update", last_text(s.get("last"), s["version"]) or "none", "fw-last"),

@@ -46,11 +46,11 @@ from microdot import Request, Response
 from meter import log, memory
 from meter.web import admission
 from meter.web.admission import MAX_PEEK, PEEK_MS
-# (BUF, MAX_HEAD, parse_head, peer_ip, host_ok, request_refusal: the tests
-# name them through server)
-from meter.web.wire import (BUF, BUSY, MAX_BODY, MAX_HEAD, READ, REASONS, SECURITY_HEADERS,  # noqa: F401,E501
-                            Body, Out, Reject, error_bytes, host_ok, parse_head, peer_ip,
-                            read_head, refuse, request_refusal, respond, send_now)
+# (BUF, MAX_HEAD, READ, parse_head, peer_ip, host_ok, request_refusal: the
+# tests name them through server)
+from meter.web.wire import (BUF, MAX_BODY, MAX_HEAD, READ, Body, Reject,  # noqa: F401
+                            error_bytes, host_ok, parse_head, peer_ip, read_head, refuse,
+                            request_refusal, respond, send_now)
 
 
 def _print_exception(exc):
