@@ -259,6 +259,9 @@ BAD = [
 def test_bad_files_are_refused_with_the_reason_and_nothing_changes(sim, imgs, browser):
     before = flash(sim.state)
     page = firmware_page(browser, sim)
+    page.set_viewport_size({"width": 360, "height": 800})  # a phone: no sideways scrolling
+    sw, iw = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
+    assert sw <= iw, "the Firmware page at 360 px is %d px wide" % sw
     for name, why in BAD:
         uwh = counters(sim)
         watch = Screens(sim.port)
