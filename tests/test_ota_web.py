@@ -23,7 +23,7 @@ import pytest
 
 from peers import new_page
 from simctl import configure
-from test_ota_sim import N, N1, Images, imagetool, sign
+from test_ota_sim import N, N1, Images, Watch, imagetool, sign
 from test_web import NEW_PASS, Client, boot, pbkdf2, web_on
 
 
@@ -80,22 +80,15 @@ def slow(tmp_path, imgs):
         s.kill()
 
 
-class Screens(threading.Thread):
-    """The display (`screen`) and `ota` read over and over on a control
-    connection of its own while the test drives the browser."""
+class Screens(Watch):
+    """test_ota_sim's Watch, keeping every screen seen (not only the status
+    line), and started at once: the display and `ota` read over and over
+    on a control connection of its own while the test drives the browser."""
 
     def __init__(self, port):
-        super().__init__(daemon=True)
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.rfile = self.sock.makefile("rb")
+        super().__init__(port)
         self.screens = []
-        self.progress = []
-        self.stop = threading.Event()
         self.start()
-
-    def _cmd(self, c):
-        self.sock.sendall(c + b"\n")
-        return json.loads(self.rfile.readline())
 
     def run(self):
         try:

@@ -95,7 +95,8 @@ FW_JS = b"""'use strict';
     if (d && typeof d.progress === 'number') { dev.textContent = 'Written on the device: ' + d.progress + '%'; }
   }
   function back(v) {
-    busy(false); btn.disabled = true;
+    busy(false); btn.disabled = true; bar.value = 100;
+    dev.textContent = 'Written and checked on the device.';
     say('ok', 'Installed ' + v + '. The device restarts now (about ' + restartS +
         ' s); this page reconnects by itself\\u2026');
     var t0 = Date.now();
