@@ -22,6 +22,7 @@ import time
 import pytest
 
 from peers import new_page
+import upy
 from simctl import configure
 from test_ota_sim import N, N1, Images, Watch, imagetool, sign
 from test_web import NEW_PASS, Client, boot, pbkdf2, web_on
@@ -285,7 +286,7 @@ def test_bad_files_are_refused_with_the_reason_and_nothing_changes(sim, imgs, br
     page.context.close()
 
 
-def test_a_cancelled_upload_and_a_window_closed_under_one_install_nothing(slow, imgs, browser):
+def test_cancel_a_client_gone_and_the_window_closed_under_an_upload_install_nothing(slow, imgs, browser):
     sim = slow
     before = flash(sim.state)
     page = firmware_page(browser, sim)
@@ -307,13 +308,29 @@ def test_a_cancelled_upload_and_a_window_closed_under_one_install_nothing(slow, 
     o = sim.cmd("ota")
     assert (o["version"], o["busy"], o["progress"]) == (N, None, None), o
     assert flash(sim.state) == before
+    # a client that disconnects halfway (its socket closed under the body)
+    c, t = _ticket(sim, imgs.good)
+    with open(imgs.good, "rb") as f:
+        data = f.read()
+    s = socket.create_connection(("127.0.0.1", sim.web_port), timeout=10)
+    s.sendall(("POST /firmware/upload?t=%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nOrigin: "
+               "http://127.0.0.1:%d\r\nContent-Type: application/octet-stream\r\n"
+               "Content-Length: %d\r\nCookie: sid=%s\r\n\r\n" % (
+                   t, sim.web_port, sim.web_port, len(data), c.cookies["sid"])).encode())
+    s.sendall(data[:300000])
+    sim.wait_for(lambda: (sim.cmd("ota")["progress"] or 0) > 5, 30, "the device to write")
+    s.close()
+    o = sim.wait_for(lambda: (lambda o: o if o["busy"] is None and "broke off" in (
+        o["last"] or {}).get("why", "") else None)(sim.cmd("ota")), 30, "the update to end")
+    assert o["version"] == N and o["progress"] is None, o
+    assert flash(sim.state) == before
     # again, and the Web Admin service is switched off halfway (Services,
     # from another session): the upload is cancelled with the window; the
     # display and `ota` say why
     admin = Client(sim.web_port)
     admin.login_ok()
     choose(page, imgs.good)
-    sim.wait_for(halfway, 60, "the second upload to be under way")
+    sim.wait_for(halfway, 60, "the third upload to be under way")
     r = admin.post("/services", {"csrf": admin.csrf("/services"), "key": "web.allowed", "on": "0"})
     assert r.status in (200, 303), (r.status, r.text[:300])
     sim.wait_for(lambda: not sim.cmd("web")["listening"], 10, "the window to close")
@@ -327,15 +344,20 @@ def test_a_cancelled_upload_and_a_window_closed_under_one_install_nothing(slow, 
     page.context.close()
 
 
-def _upload(sim, path, password=NEW_PASS):
-    """The page's two requests from a plain HTTP client: (status, answer, seconds)."""
+def _ticket(sim, path, password=NEW_PASS):
+    """A logged-in client and an upload ticket for the file at path."""
     c = Client(sim.web_port)
     c.login_ok()
     token = c.csrf("/firmware")
     size = os.path.getsize(path)
     r = c.post("/firmware/ticket", {"csrf": token, "password": password, "size": str(size)})
     assert r.status == 200, (r.status, r.text)
-    t = json.loads(r.text)["ticket"]
+    return c, json.loads(r.text)["ticket"]
+
+
+def _upload(sim, path, password=NEW_PASS):
+    """The page's two requests from a plain HTTP client: (status, answer, seconds)."""
+    c, t = _ticket(sim, path, password)
     h = {"Host": "127.0.0.1:%d" % sim.web_port, "Origin": "http://127.0.0.1:%d" % sim.web_port,
          "Content-Type": "application/octet-stream",
          "Cookie": "; ".join("%s=%s" % kv for kv in c.cookies.items())}
@@ -377,6 +399,44 @@ def test_the_window_waits_for_an_upload_then_opens_again_after_the_restart(tmp_p
     finally:
         if sim.proc.poll() is None:
             sim.kill()
+
+
+RESUME = """
+from meter.board.host import HostBoard
+from meter.logstore import LogStore
+from meter.state import State
+b = HostBoard(["x", "--state", %r, "--headless"])
+State(LogStore(b.partition("state"))).set("web.resume", %r)
+"""
+
+
+def test_a_missing_or_garbled_resume_record_opens_no_window(tmp_path, imgs):
+    state = tmp_path / "dev"
+    os.makedirs(state, exist_ok=True)
+    for value in ("600", 0, 601, True, [1]):
+        upy.exec_code(RESUME % (str(state), value))
+        sim = boot(state, image=imgs.n, boot_keys=[imgs.k1])
+        try:
+            sim.wait_screen("POWER W")
+            w = sim.cmd("web")
+            assert not w["active"] and w["windows"] == 0, (value, w)
+        finally:
+            sim.quit()
+    # a good one opens it, once (the record is cleared first)
+    upy.exec_code(RESUME % (str(state), 300))
+    sim = boot(state, image=imgs.n, boot_keys=[imgs.k1])
+    try:
+        w = sim.wait_for(lambda: (lambda w: w if w["listening"] else None)(sim.cmd("web")), 20,
+                         "the window to open")
+        assert 290 <= w["remaining_s"] <= 300, w
+    finally:
+        sim.quit()
+    sim = boot(state, image=imgs.n, boot_keys=[imgs.k1])
+    try:
+        sim.wait_screen("POWER W")
+        assert sim.cmd("web")["windows"] == 0
+    finally:
+        sim.quit()
 
 
 def test_refusals_before_the_upload_are_json_with_their_reason(sim, imgs):
