@@ -463,6 +463,31 @@ def test_refusals_before_the_upload_are_json_with_their_reason(sim, imgs):
     assert sim.cmd("ota")["last"] is None  # nothing was attempted
 
 
+def test_the_module_lock_refuses_an_upload_with_its_words(sim, imgs):
+    """Locked: the page says so, a ticket is refused (423), and so is an
+    upload whose ticket was given before the lock; audited, nothing
+    written."""
+    before = flash(sim.state)
+    c, t = _ticket(sim, imgs.good)  # given while unlocked
+    lock_pass = "lock-2026"
+    for action, form in (("set", {"new": lock_pass, "repeat": lock_pass}),
+                         ("lock", {"password": lock_pass})):
+        r = c.post("/lock/" + action, dict(form, csrf=c.csrf("/security")))
+        assert r.status == 303, (action, r.status, r.text[:300])
+    r = c.get("/firmware")
+    assert "The module is locked: unlock it on the Security page" in r.text, r.text[-1500:]
+    r = c.post("/firmware/ticket", {"csrf": c.csrf("/firmware"), "password": NEW_PASS,
+                                    "size": str(os.path.getsize(imgs.good))})
+    assert r.status == 423 and "module is locked" in json.loads(r.text)["error"], r.text
+    with open(imgs.good, "rb") as f:
+        data = f.read()
+    r = c.request("POST", "/firmware/upload?t=" + t, headers={
+        "Content-Type": "application/octet-stream", "Content-Length": str(len(data))})
+    assert r.status == 423 and "module is locked" in json.loads(r.text)["error"], r.text
+    assert sim.cmd("ota")["version"] == N and flash(sim.state) == before
+    assert sim.output().count("locked refused firmware update") >= 2, sim.output()[-2000:]
+
+
 def test_upload_throughput_and_heap_on_the_device_image(tmp_path, imgs):
     """Figures for the docs (printed): an upload through the Web Admin into
     the file-backed slots at the 128 KiB budget; first without probes (the
