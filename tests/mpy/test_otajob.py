@@ -338,11 +338,43 @@ def test_the_service_switch_starts_and_stops_the_periodic_check():
         assert a.periodic is None and a.fetcher is None  # off: nothing loaded
         app.settings.update({"update.enabled": True}, "test")
         await asyncio.sleep_ms(5)
-        assert a.periodic is not None and a.fetcher is not None
+        assert a.periodic is not None
+        # between checks the fetcher and its modules are given back
+        assert a.fetcher is None and "meter.otafetch" not in sys.modules
         app.settings.update({"update.enabled": False}, "test")
         await asyncio.sleep_ms(5)
         assert a.periodic is None and a.fetcher is None
-        assert "meter.otafetch" not in sys.modules
+        t.cancel()
+
+    asyncio.run(go())
+
+
+def test_the_periodic_check_waits_for_the_menu_and_backs_off_after_a_failure():
+    app = auto_app()
+    a = app.autoupdate
+    a.busy_retry_ms = 50
+    app.ui = Ui()
+    app.ui.session = True  # a user in the Settings menu: no check starts
+    app.settings.update({"update.enabled": True, "test.update_first_s": 1}, "test")
+
+    async def ends(n, ms):
+        t0 = time.ticks_ms()
+        while len(app.uplink.sent) < n:
+            assert time.ticks_diff(time.ticks_ms(), t0) < ms, app.uplink.sent
+            await asyncio.sleep_ms(10)
+        return time.ticks_diff(time.ticks_ms(), t0)
+
+    async def go():
+        t = asyncio.create_task(a.run())
+        await asyncio.sleep_ms(2500)  # the first check was due after 1-2 s
+        assert app.uplink.sent == [] and a.last is None
+        app.ui.session = False
+        await ends(1, 1000)  # looked at again 50 ms later: it runs (no server: fails)
+        assert app.uplink.sent[0]["outcome"] == "failed" and a.fetcher is None
+        # the back-off (test.update_first_s brings its first step to 1 s: 0.5-1 s)
+        ms = await ends(2, 3000)
+        assert 400 <= ms, ms
+        assert app.state_.get("ota_fails") == 2
         t.cancel()
 
     asyncio.run(go())

@@ -6,9 +6,14 @@ simulator's `ota-check` command, and the cloud's "check for update now"
 (meter/cloudcmd.py calls start()).
 
 The check itself is meter.otafetch (docs/ota.md, "Automatic updates"): it
-loads when the service is switched on or a check is asked for, and goes
-back (meter/memory.py unload) when the service is switched off and no
-check runs. Every check that starts a download is an update Job
+loads for a check and goes back (meter/memory.py unload) once the check
+has ended, so that the service costs almost no heap between checks (the
+fetcher with its modules and the slots held about 6 KB). The schedule is
+here: the first check 10-20 min after start (or after the stored
+back-off), then every update.interval_h hours, each wait spread by up to
+a quarter; after a failure the fetcher's back-off (1 min doubling to 6 h,
+with jitter); a user in the Settings menu or an update running: again a
+minute later. Every check that starts a download is an update Job
 (meter/otastatus.py): the display shows the update screen, its progress
 and the restart, or NOT UPDATED and why. Each check's result is audited
 (`ota check`) and reported to the cloud as an event when the uplink is
@@ -16,13 +21,17 @@ installed.
 """
 
 import asyncio
+import time
 
 from micropython import const
 
 from meter import log
+from meter.backoff import jitter, spread
+from meter.errors import UserError
 
 SERVICE_KEY = "update.enabled"
 _RESTART_MS = const(1500)  # lets the result reach the cloud before the reset
+_HOUR_MS = const(3600000)  # update.interval_h is in hours
 # What a check loads; given back when the service is off and nothing runs.
 _MODULES = ("meter.otafetch", "meter.httpget", "meter.backoff", "meter.ota", "meter.otafmt",
             "meter.otakeys", "meter.board.otahost", "meter.board.esp32ota", "meter.otadata")
@@ -46,6 +55,8 @@ class AutoUpdate:
         self.job = None  # its update Job, once a download has started
         self.last = None  # (source, outcome, detail) of the last check
         self.asking = None  # who asked for the check on demand that starts now
+        self.busy_retry_ms = 60000  # a user in the Settings menu: look again in 1 min
+        self.retry_at = None  # ticks_ms before which the periodic check backs off
 
     # -- the service -----------------------------------------------------------
 
@@ -63,33 +74,65 @@ class AutoUpdate:
             await s.changed()  # announced by the store, not polled
 
     async def _periodic(self):
-        try:
-            await self._fetcher().run()
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # a fault: logged; the service goes on at its next start
-            log.exc("update: periodic check failed", e)
+        """The periodic check while the service is on (the schedule: see the
+        module's docstring). Ends once an update is installed."""
+        s = self.app.settings
+        # 10-20 min after start (test.update_first_s: test-only, never later);
+        # nothing is loaded until a check is due
+        wait = jitter(2000 * s.get("test.update_first_s"))
+        while True:
+            await asyncio.sleep_ms(wait)
+            wait = spread(s.get("update.interval_h") * _HOUR_MS)
+            if self.check is not None:  # a check on demand runs: it counts
+                continue
+            if self._busy() is not None:
+                wait = self.busy_retry_ms
+                continue
+            try:
+                if self.retry_at is None and self.app.state_.get("ota_fails"):
+                    # failures stored before this start: their wait runs in full
+                    self.retry_at = self._retry_at()
+                if self.retry_at is not None:
+                    left = time.ticks_diff(self.retry_at, time.ticks_ms())
+                    if left > 0:
+                        wait = left
+                        continue
+                    self.retry_at = None
+                if await self._fetcher().check_now("auto"):
+                    return  # installed: the restart follows
+            except Exception as e:  # refused or failed (audited, reported): retry later
+                if not isinstance(e, UserError):
+                    log.exc("update: periodic check failed", e)
+                self.retry_at = self._retry_at()
+                wait = max(0, time.ticks_diff(self.retry_at, time.ticks_ms()))
+            finally:
+                self._drop()
+
+    def _retry_at(self):
+        """ticks_ms of the next try after the failures stored so far (the
+        fetcher's back-off: 1 min doubling to 6 h, with jitter)."""
+        return time.ticks_add(time.ticks_ms(), self._fetcher().backoff.wait_s() * 1000)
 
     def _fetcher(self):
         if self.fetcher is None:
             from meter import otafetch
 
             app = self.app
-            # test.update_first_s (test-only, never longer than the product's
-            # 10 min) brings the first periodic check and the first retry forward
-            first = app.settings.get("test.update_first_s")
+            # test.update_first_s (test-only) brings the first retry forward too
+            first = min(60, app.settings.get("test.update_first_s"))
             self.fetcher = otafetch.Fetcher(
                 otafetch.SettingsConfig(app.settings, app.board.files), app.board.ota(),
                 app.board.name, audit=app.audit, state=app.state_, settings=app.settings,
                 progress=self._progress, busy=self._busy, on_installed=self._installed,
-                on_result=self._result, first_ms=first * 1000, retry_min_s=min(60, first))
+                on_result=self._result, retry_min_s=first)
         return self.fetcher
 
     def _drop(self):
-        """Give the check's modules back (service off, nothing running)."""
+        """Give the check's modules back when no check runs."""
         from meter import otastatus
 
-        if (self.periodic is None and self.check is None and self.job is None
+        f = self.fetcher
+        if (self.check is None and self.job is None and not (f is not None and f.checking)
                 and otastatus.busy(self.app) is None):  # an upload uses meter.ota
             from meter.memory import unload
 
@@ -125,8 +168,7 @@ class AutoUpdate:
         finally:
             self.check = None
             self.asking = None
-            if not self.app.settings.get(SERVICE_KEY):
-                self._drop()
+            self._drop()
 
     def menu_check(self, ui):
         from meter.screens import Message

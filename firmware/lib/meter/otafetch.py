@@ -1,12 +1,13 @@
 """The automatic update check: a manifest over HTTPS, then the signed file
 streamed into the updater (meter/ota.py). docs/ota.md, "Automatic updates".
 
-The App runs `Fetcher.run()` as a service task: a check every
-`update.interval_h` hours plus jitter, never while `busy()` (a user in the
-Settings menu), retries after a failure with exponential back-off and
-jitter (meter/backoff.py, the count kept in the runtime state so a restart
-does not shorten it). `check_now(source)` is the same check on demand (the
-cloud command).
+One Fetcher makes one check at a time, `check_now(source)`, never while
+`busy()` (a user in the Settings menu, an update running); a failure
+starts an exponential back-off with jitter (meter/backoff.py, the count
+kept in the runtime state so a restart does not shorten it), whose wait
+`backoff.wait_s()` tells. The schedule (a check every `update.interval_h`
+hours, spread) is meter/otaauto.py's, which makes a Fetcher only for a
+check and lets it go afterwards.
 
 One check:
 1. GET `<update.server>/<target>.json` (meter/httpget.py: TLS verified
@@ -96,18 +97,14 @@ class _Ram:
 
 # The class attributes a caller (a test, a benchmark) may override per
 # instance: Fetcher(..., timeout_ms=2000).
-_TUNABLE = ("first_ms", "unit_ms", "retry_min_s", "retry_max_s", "busy_retry_ms", "timeout_ms",
-            "total_ms")
+_TUNABLE = ("retry_min_s", "retry_max_s", "timeout_ms", "total_ms")
 
 
 class Fetcher:
     # Tuning, as class attributes rather than const(): tests pass shorter
     # ones as keywords (a per-instance override).
-    first_ms = 600000  # first periodic check: 10-20 min after start
-    unit_ms = 3600000  # update.interval_h is in hours
     retry_min_s = 60  # back-off after a failure: 1 min doubling ...
     retry_max_s = 21600  # ... to 6 h (with jitter)
-    busy_retry_ms = 60000  # a user in the Settings menu: look again in 1 min
     timeout_ms = 20000  # connect, request, and each read of a response
     total_ms = 900000  # a whole download (a server that trickles)
 
@@ -192,28 +189,7 @@ class Fetcher:
             self.on_installed(v)
         return v
 
-    # -- periodic --------------------------------------------------------------
-
-    async def run(self):
-        """The periodic check, for the App's supervisor. Ends once an
-        update is installed (the restart follows)."""
-        wait = max(_spread(self.first_ms), self.backoff.wait_s() * 1000)
-        while True:
-            await asyncio.sleep_ms(wait)
-            wait = _spread(self.cfg.get("update.interval_h") * self.unit_ms)
-            if not self.cfg.get("update.enabled") or self.checking:
-                continue
-            if self.busy is not None and self.busy():  # the menu, another update
-                wait = self.busy_retry_ms
-                continue
-            try:
-                if await self.check_now("auto"):
-                    return
-            except UpdateError:
-                wait = max(1, self.backoff.wait_s()) * 1000
-            except Exception as e:  # a fault: logged, retried as a failure
-                log.exc("update check", e)
-                wait = max(1, self.backoff.wait_s()) * 1000
+    # -- back-off --------------------------------------------------------------
 
     def _retry_s(self, fails):
         if not fails:
@@ -342,12 +318,6 @@ class Fetcher:
             log.info("ota check %s %s %s" % (source, outcome, detail))
         if self.on_result is not None:
             self.on_result(source, outcome, detail)
-
-
-def _spread(ms):
-    """ms to 1.25 ms: devices that start together do not all ask at once."""
-    ms = int(ms)
-    return ms - ms // 4 + jitter(ms // 2)
 
 
 def _parse_manifest(body, server):
