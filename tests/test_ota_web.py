@@ -318,7 +318,10 @@ def test_cancel_a_client_gone_and_the_window_closed_under_an_upload_install_noth
                "Content-Length: %d\r\nCookie: sid=%s\r\n\r\n" % (
                    t, sim.web_port, sim.web_port, len(data), c.cookies["sid"])).encode())
     s.sendall(data[:300000])
-    sim.wait_for(lambda: (sim.cmd("ota")["progress"] or 0) > 5, 30, "the device to write")
+    try:
+        sim.wait_for(lambda: (sim.cmd("ota")["progress"] or 0) > 5, 30, "the device to write")
+    except AssertionError as e:  # what the updater and the server say
+        raise AssertionError("%s\nota: %r\nweb: %r" % (e, sim.cmd("ota"), sim.cmd("web")))
     s.close()
     o = sim.wait_for(lambda: (lambda o: o if o["busy"] is None and "broke off" in (
         o["last"] or {}).get("why", "") else None)(sim.cmd("ota")), 30, "the update to end")

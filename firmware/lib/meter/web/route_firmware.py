@@ -7,11 +7,9 @@ the password is asked again and the file needs no form encoding:
    before a byte is sent (an update running, the lock, an image on trial,
    the size), then the password (the login's check and throttle). Answer
    {"ticket"}: good once, for this session, for TICKET_MS.
-2. POST /firmware/upload?t=TICKET, the raw file as the body: the server
-   hands it over as a stream (STREAMED); Upload refuses a length the slot
-   cannot take (413) before reading. Answer {"version", "restart_s"}, then
-   the device restarts (an update Job, meter/otastatus.py: the display
-   shows it); or {"error"} in the updater's words.
+2. POST /firmware/upload?t=TICKET, the raw file as the body, streamed
+   (STREAMED) into an update Job (meter/otastatus.py: on the display).
+   Answer {"version", "restart_s"}, then the device restarts; or {"error"}.
 GET /api/firmware is what the page's script (/static/fw.js) polls.
 """
 
@@ -37,8 +35,7 @@ RESUME_MIN_S = const(120)  # the reopened window at least: to log in, read the r
 
 class Firmware:
     """The window's upload state (ctl.firmware): the one ticket, the upload
-    running (the window's timer waits for it: meter.web.admin), the last
-    one's result (the page's script asks for it when its request broke)."""
+    running (the window's timer waits for it), the last one's result."""
 
     def __init__(self):
         self.ticket = None  # (ticket, session, expires at ticks_ms)
@@ -56,13 +53,13 @@ def app():
     return a
 
 
-def _state(ctl):
+def _state(ctl):  # made on first use: a window without uploads holds nothing
     if ctl.firmware is None:
         ctl.firmware = Firmware()
     return ctl.firmware
 
 
-def _err(status, why):
+def _err(status, why):  # the refusals the page's script shows
     return Response({"error": why}, status)
 
 
@@ -88,23 +85,24 @@ def _refusal(fw, act=False):
 
 
 def _max(fw):
+    """The largest update file the slot takes (bytes)."""
     from meter.otaupload import max_size
 
     return max_size(fw.board.ota())
 
 
 async def ticket(req):
+    """The password again, for a one-time upload ticket (JSON)."""
     ctl = req.g.ctl
     fw = ctl.app
     f = chrome.form(req)
     r = _refusal(fw, True)
-    size = f.get("size", "")
-    if r is None:
-        if not size.isdigit() or int(size) == 0:
-            r = 400, "Choose the update file first."
-        elif int(size) > _max(fw):
-            r = 413, "The file is too large (%s bytes; the update slot takes at most %d)." % (
-                size, _max(fw))
+    size, room = f.get("size", ""), _max(fw)
+    if r is None and (not size.isdigit() or int(size) == 0):
+        r = 400, "Choose the update file first."
+    elif r is None and int(size) > room:
+        r = 413, ("The file is too large (%s bytes; the update slot takes at most %d)."
+                  % (size, room))
     if r is not None:
         return _err(*r)
     verdict, wait = await ctl.check_login(req.g.conn.ip, passwd.USER, f.get("password", ""))
@@ -127,6 +125,7 @@ def _take(st, t, sess):
 
 
 async def upload(req):
+    """The file, streamed into the updater (JSON answer; then the restart)."""
     ctl = req.g.ctl
     fw = ctl.app
     st = _state(ctl)
@@ -208,6 +207,7 @@ def last_text(last, running):
 
 
 async def page(req):
+    """What runs, the other slot, the last update, and the upload form."""
     from meter import otastatus
 
     ctl = req.g.ctl
