@@ -109,8 +109,10 @@ def _app(seen, o, audit):
         # upload is never the one evicted
         seen["victim"] = admission.choose(srv.conns, time.ticks_add(time.ticks_ms(), 60000),
                                           True, False, srv.max_conn)
+        spare = req.stream.spare()  # the request buffer's tail: no buffer of the upload's own
+        seen["spare"] = len(spare)
         try:
-            v = await u.run(req.stream, timeout_ms=2000)
+            v = await u.run(req.stream, timeout_ms=2000, buf=spare)
         except ota.UpdateError as e:
             seen["error"] = str(e)
             return Response({"error": str(e)}, e.status)
@@ -198,6 +200,7 @@ def test_a_streamed_upload_installs_exact_bytes_holds_no_turn_and_is_never_evict
     assert o.otadata.boot_slot() == 1
     assert seen["turns_before"] == 1 and seen["turns_during"] == 0, seen
     assert seen["phase"] == server.UPLOAD and seen["victim"] is None, seen
+    assert seen["spare"] == 1024, seen["spare"]
     assert seen["progress"][-1] == len(GOOD), seen["progress"][-3:]
     # everything given back
     assert (conns, bufs, turns) == (0, memory.NET_BUFS, 0), (conns, bufs, turns)

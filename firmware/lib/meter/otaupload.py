@@ -75,16 +75,18 @@ class Upload:
             audit.append(source, "ota update", "refused", str(e))
         raise e
 
-    async def run(self, stream, timeout_ms=_TIMEOUT_MS, total_ms=TOTAL_MS):
+    async def run(self, stream, timeout_ms=_TIMEOUT_MS, total_ms=TOTAL_MS, buf=None):
         """Read the body (an asyncio stream: readinto() into one buffer), feed
         it, finish(). Each read waits at most timeout_ms, the whole body at
-        most total_ms. Returns the installed version; raises UpdateError
-        with the installed firmware untouched."""
-        mv = memoryview(bytearray(_CHUNK))  # one buffer for the whole body
+        most total_ms. buf: the buffer to read into (the connection's own,
+        which the HTTP layer keeps anyway); else one is made. Returns the
+        installed version; raises UpdateError with the installed firmware
+        untouched."""
+        mv = memoryview(bytearray(_CHUNK) if buf is None else buf)
         end = time.ticks_add(time.ticks_ms(), total_ms)
         try:
             while self.got < self.length:
-                want = min(_CHUNK, self.length - self.got)
+                want = min(len(mv), self.length - self.got)
                 left = time.ticks_diff(end, time.ticks_ms())
                 if left <= 0:
                     raise UpdateError("the upload took longer than %d min"

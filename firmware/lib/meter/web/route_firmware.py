@@ -152,7 +152,7 @@ async def upload(req):
     st.result = res = {"state": "receiving", "why": None, "version": None, "total": n}
     req.g.server.upload(req.g.conn, _UPLOAD_MS)  # no longer evictable, no handler turn held
     try:
-        v = await up.run(req.stream)
+        v = await up.run(req.stream, buf=req.stream.spare())  # no buffer of its own
     except UpdateError as e:
         job.failed(e)
         res.update(state="failed", why=str(e))

@@ -190,6 +190,13 @@ class Body:
         self.end = min(got, start + length)  # the body bytes already in buf
         self.left = length  # not handed out yet
 
+    def spare(self):
+        """The part of the connection's request buffer that a request head
+        never reaches (1 KiB): a handler may read the body into it, so that
+        an upload allocates no buffer of its own. Gone once the response
+        is written into the buffer."""
+        return memoryview(self.buf)[MAX_HEAD + 4:]
+
     async def readinto(self, mv):
         n = min(len(mv), self.left)
         if n <= 0:
