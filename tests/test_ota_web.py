@@ -491,6 +491,35 @@ def test_the_module_lock_refuses_an_upload_with_its_words(sim, imgs):
     assert sim.output().count("locked refused firmware update") >= 2, sim.output()[-2000:]
 
 
+def test_an_update_already_running_is_said_on_the_page_and_refuses_a_ticket(slow, imgs):
+    """Another update (here the control socket's ota-install, as the
+    automatic check would be): the page says so, a ticket is refused with
+    409 and its words; that update goes on and installs."""
+    sim = slow
+    c = Client(sim.web_port)
+    c.login_ok()
+    ctl = socket.create_connection(("127.0.0.1", sim.port), timeout=60)
+    out = []
+
+    def install():  # on a control connection of its own: it answers at the end
+        ctl.sendall(("ota-install %s\n" % imgs.good).encode())
+        out.append(json.loads(ctl.makefile("rb").readline()))
+
+    th = threading.Thread(target=install, daemon=True)
+    th.start()
+    sim.wait_for(lambda: (sim.cmd("ota")["progress"] or 0) > 0, 30, "the other update to run")
+    r = c.get("/firmware")
+    assert "Not now: another update is in progress." in r.text, r.text[-1500:]
+    r = c.post("/firmware/ticket", {"csrf": c.csrf("/firmware"), "password": NEW_PASS,
+                                    "size": str(os.path.getsize(imgs.good))})
+    assert (r.status, json.loads(r.text)) == (409, {"error": "Not now: another update is in "
+                                                             "progress."}), r.text
+    th.join(60)
+    ctl.close()
+    assert out and out[0].get("version") == N1, out  # the other update was not disturbed
+    assert sim.wait_exit(30) == 3
+
+
 def test_upload_throughput_and_heap_on_the_device_image(tmp_path, imgs):
     """Figures for the docs (printed): an upload through the Web Admin into
     the file-backed slots at the 128 KiB budget; first without probes (the
