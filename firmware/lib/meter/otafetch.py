@@ -42,7 +42,6 @@ from meter.ota import UpdateError
 
 _BUF = const(2048)  # the one buffer of a check: response header, manifest, file chunks
 _MANIFEST_MAX = const(512)
-_BLOCK = const(4096)
 # Free heap a check asks for before it starts (meter/memory.py room()): it
 # holds about 12.5 KB while it downloads (TLS context and connection, its
 # buffer, the updater's block buffer) and the signature check allocates
@@ -242,8 +241,7 @@ class Fetcher:
 
     async def _download(self, source, man):
         version, url, size, sha = man
-        slot = self.ota.next_update()
-        room = (slot.ioctl(4, None) - 1) * _BLOCK + otafmt.RECORD_LEN
+        room = otafmt.max_size(self.ota)
         if size > room:
             raise UpdateError("the update (%d bytes) does not fit the update slot (at most %d)"
                               % (size, room))

@@ -23,9 +23,9 @@ import time
 from micropython import const
 
 from meter import otafmt
+from meter.otafmt import max_size  # noqa: F401 (the page and the tests name it here)
 from meter.ota import UpdateError, Updater
 
-_BLOCK = const(4096)
 _CHUNK = const(1024)
 _TIMEOUT_MS = const(20000)  # a browser that sends nothing for this long is gone
 # The whole body: a 1.5 MiB file at 2 KiB/s (a very poor Wi-Fi link) still
@@ -40,13 +40,6 @@ class TooLarge(UpdateError):
 
 class NoLength(UpdateError):
     status = 411
-
-
-def max_size(ota_parts):
-    """The largest update file the inactive slot takes, in bytes: its
-    blocks but the last (the slot record) for the payload, plus the
-    448-byte header and signature."""
-    return (ota_parts.next_update().ioctl(4, None) - 1) * _BLOCK + otafmt.RECORD_LEN
 
 
 class Upload:

@@ -1,4 +1,5 @@
-"""The Web Admin's Firmware page (meter.web.site mounts app()): what runs,
+"""The Web Admin's Firmware page (meter.web.site routes its four requests
+here, loading this module at the first of them): what runs,
 what the other app slot holds, the last update's result, and the upload
 of an update file, streamed into the updater (meter/otaupload.py) as it
 arrives, never held whole (docs/web.md, "Firmware"). Two requests, so that
@@ -8,7 +9,7 @@ the password is asked again and the file needs no form encoding:
    the size), then the password (the login's check and throttle). Answer
    {"ticket"}: good once, for this session, for TICKET_MS.
 2. POST /firmware/upload?t=TICKET, the raw file as the body, streamed
-   (STREAMED) into an update Job (meter/otastatus.py: on the display).
+   (site.STREAMED) into an update Job (meter/otastatus.py: on the display).
    Answer {"version", "restart_s"}, then the device restarts; or {"error"}.
 GET /api/firmware is what the page's script (/static/fw.js) polls.
 """
@@ -16,7 +17,7 @@ GET /api/firmware is what the page's script (/static/fw.js) polls.
 import asyncio
 import time
 
-from microdot import Microdot, Response
+from microdot import Response
 from micropython import const
 
 from meter import log, passwd
@@ -24,8 +25,6 @@ from meter.crypto import compare_digest
 from meter.settings import Locked
 from meter.web import auth, chrome
 
-# the paths whose body the server streams to the handler (meter.web.server)
-STREAMED = ("/firmware/upload",)
 TICKET_MS = const(60000)
 RESTART_S = const(20)  # what the page announces: a restart and the Wi-Fi join
 _ANSWER_MS = const(1000)  # the answer reaches the browser before the restart
@@ -42,15 +41,6 @@ class Firmware:
         self.up = None  # the Upload being read
         self.result = None  # {"state", "why", "version", "got", "total"}
         self.closing = None  # why the window closes under an upload
-
-
-def app():
-    a = Microdot()
-    a.get("/firmware")(page)
-    a.post("/firmware/ticket")(ticket)
-    a.post("/firmware/upload")(upload)
-    a.get("/api/firmware")(api)
-    return a
 
 
 def _state(ctl):  # made on first use: a window without uploads holds nothing
@@ -86,7 +76,7 @@ def _refusal(fw, act=False):
 
 def _max(fw):
     """The largest update file the slot takes (bytes)."""
-    from meter.otaupload import max_size
+    from meter.otafmt import max_size  # (not meter.otaupload: the updater loads with it)
 
     return max_size(fw.board.ota())
 

@@ -10,6 +10,7 @@ each a microdot sub-app mounted here with microdot's own mount():
   route_device    /device
   route_tokens    /tokens (docs/api.md)
   route_firmware  /firmware, /firmware/ticket, /firmware/upload, /api/firmware
+                  (loaded at the first of them: _FIRMWARE)
 
 A route module has `app()`, which returns its sub-app; its handlers are
 module-level functions that find the controller in req.g.ctl and build
@@ -32,11 +33,17 @@ from microdot import Microdot, Response
 
 from meter.settings import Locked
 from meter.web import auth, chrome
-from meter.web.route_firmware import STREAMED
 from meter.web.wire import request_refusal
 
-# answered in JSON: the Firmware page's script asks them
+# The Firmware page (meter.web.route_firmware): the path whose body the
+# server streams to its handler, and the requests answered in JSON (the
+# page's script asks them). Its module loads at the first of its requests,
+# not with every window: about 3 KB that an admin who never opens the page
+# does not pay for (the window gives it back when it closes).
+STREAMED = ("/firmware/upload",)
 _JSON = ("/firmware/ticket",) + STREAMED
+_FIRMWARE = (("GET", "/firmware", "page"), ("POST", "/firmware/ticket", "ticket"),
+             ("POST", "/firmware/upload", "upload"), ("GET", "/api/firmware", "api"))
 
 
 def build(ctl):
@@ -90,12 +97,14 @@ def build(ctl):
     chrome.add(web)  # /static/*, /favicon.ico
     # the areas (imported here: names in this module's globals would cost
     # heap for the whole window)
-    from meter.web import (route_auth, route_device, route_energy, route_firmware,
-                           route_network, route_security, route_services, route_tokens)
+    from meter.web import (route_auth, route_device, route_energy, route_network,
+                           route_security, route_services, route_tokens)
 
     for area in (route_auth, route_energy, route_network, route_services, route_security,
-                 route_device, route_tokens, route_firmware):
+                 route_device, route_tokens):
         mount(web, area.app())
+    for method, path, name in _FIRMWARE:
+        web.route(path, methods=[method])(_firmware(name))
 
     @web.after_request
     async def landing(req, res):
@@ -138,3 +147,12 @@ def mount(web, sub):
     m = web.url_map
     for i in range(n, len(m)):
         m[i] = m[i][:4] + (None,)
+
+
+def _firmware(name):
+    """The handler route_firmware.<name>, its module loaded at the first call."""
+    async def handler(req):
+        from meter.web import route_firmware
+
+        return await getattr(route_firmware, name)(req)
+    return handler
