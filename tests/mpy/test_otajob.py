@@ -310,7 +310,7 @@ def test_a_check_on_demand_reports_its_result_and_gives_its_modules_back():
     assert ("cloud", "ota check", "failed", "%s -> ?: no update server configured" % VERSION) \
         in app.audit.events
     assert app.screen() is None  # nothing was downloaded: no screen over the pages
-    assert a.fetcher is None and "meter.otafetch" not in sys.modules  # service off: given back
+    assert a.checker is None and "meter.otafetch" not in sys.modules  # service off: given back
 
 
 def test_no_check_starts_while_a_user_is_in_the_menu_or_an_update_runs():
@@ -335,15 +335,15 @@ def test_the_service_switch_starts_and_stops_the_periodic_check():
     async def go():
         t = asyncio.create_task(a.run())
         await asyncio.sleep_ms(5)
-        assert a.periodic is None and a.fetcher is None  # off: nothing loaded
+        assert a.periodic is None and a.checker is None  # off: nothing loaded
         app.settings.update({"update.enabled": True}, "test")
         await asyncio.sleep_ms(5)
         assert a.periodic is not None
         # between checks the fetcher and its modules are given back
-        assert a.fetcher is None and "meter.otafetch" not in sys.modules
+        assert a.checker is None and "meter.otafetch" not in sys.modules
         app.settings.update({"update.enabled": False}, "test")
         await asyncio.sleep_ms(5)
-        assert a.periodic is None and a.fetcher is None
+        assert a.periodic is None and a.checker is None
         t.cancel()
 
     asyncio.run(go())
@@ -370,7 +370,7 @@ def test_the_periodic_check_waits_for_the_menu_and_backs_off_after_a_failure():
         assert app.uplink.sent == [] and a.last is None
         app.ui.session = False
         await ends(1, 1000)  # looked at again 50 ms later: it runs (no server: fails)
-        assert app.uplink.sent[0]["outcome"] == "failed" and a.fetcher is None
+        assert app.uplink.sent[0]["outcome"] == "failed" and a.checker is None
         # the back-off (test.update_first_s brings its first step to 1 s: 0.5-1 s)
         ms = await ends(2, 3000)
         assert 400 <= ms, ms

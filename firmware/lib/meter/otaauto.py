@@ -5,19 +5,20 @@ check while it is on, the menu's Firmware > Check update, the
 simulator's `ota-check` command, and the cloud's "check for update now"
 (meter/cloudcmd.py calls start()).
 
-The check itself is meter.otafetch (docs/ota.md, "Automatic updates"): it
-loads for a check and goes back (meter/memory.py unload) once the check
-has ended, so that the service costs almost no heap between checks (the
-fetcher with its modules and the slots held about 6 KB). The schedule is
-here: the first check 10-20 min after start (or after the stored
-back-off), then every update.interval_h hours, each wait spread by up to
-a quarter; after a failure the fetcher's back-off (1 min doubling to 6 h,
-with jitter); a user in the Settings menu or an update running: again a
-minute later. Every check that starts a download is an update Job
-(meter/otastatus.py): the display shows the update screen, its progress
-and the restart, or NOT UPDATED and why. Each check's result is audited
-(`ota check`) and reported to the cloud as an event when the uplink is
-installed.
+This module is what stays loaded: the switch, the schedule and "check
+now". A check itself (meter/otacheck.py, with meter/otafetch.py, docs/
+ota.md "Automatic updates") loads when it is due or asked for and goes
+back (meter/memory.py unload) once it has ended, so the service costs
+almost no heap between checks (the fetcher with its modules and the slots
+hold about 6 KB). The schedule: the first check 10-20 min after start,
+then every update.interval_h hours, each wait spread by up to a quarter;
+after a failure the fetcher's back-off (1 min doubling to 6 h, with
+jitter; failures stored before a restart wait in full); a user in the
+Settings menu or an update running: again a minute later. Every check
+that starts a download is an update Job (meter/otastatus.py): the display
+shows the update screen, its progress and the restart, or NOT UPDATED and
+why. Each check's result is audited (`ota check`) and reported to the
+cloud as an event when the uplink is installed.
 """
 
 import asyncio
@@ -26,15 +27,9 @@ import time
 from micropython import const
 
 from meter import log
-from meter.backoff import jitter, spread
-from meter.errors import UserError
 
 SERVICE_KEY = "update.enabled"
-_RESTART_MS = const(1500)  # lets the result reach the cloud before the reset
 _HOUR_MS = const(3600000)  # update.interval_h is in hours
-# What a check loads; given back when the service is off and nothing runs.
-_MODULES = ("meter.otafetch", "meter.httpget", "meter.backoff", "meter.ota", "meter.otafmt",
-            "meter.otakeys", "meter.board.otahost", "meter.board.esp32ota", "meter.otadata")
 
 
 def install(app):
@@ -49,14 +44,36 @@ def install(app):
 class AutoUpdate:
     def __init__(self, app):
         self.app = app
-        self.fetcher = None  # meter.otafetch.Fetcher while loaded
+        self.checker = None  # meter.otacheck.Checker while a check is loaded
         self.periodic = None  # the periodic check's task while the service is on
         self.check = None  # a check on demand, while it runs
-        self.job = None  # its update Job, once a download has started
-        self.last = None  # (source, outcome, detail) of the last check
         self.asking = None  # who asked for the check on demand that starts now
+        self.last = None  # (source, outcome, detail) of the last check
         self.busy_retry_ms = 60000  # a user in the Settings menu: look again in 1 min
         self.retry_at = None  # ticks_ms before which the periodic check backs off
+
+    def busy(self):
+        """Why no check may start now, or None."""
+        from meter import otastatus
+
+        ui = self.app.ui
+        if ui is not None and ui.session and self.asking != "menu":  # (the menu's own
+            return "the Settings menu is in use: try again later"  # is asked for)
+        return otastatus.busy(self.app)
+
+    def _checker(self):
+        if self.checker is None:
+            from meter.otacheck import Checker
+
+            self.checker = Checker(self)
+        return self.checker
+
+    def _release(self):
+        """Give a check's modules back once nothing of it is in use."""
+        c = self.checker
+        if c is not None and self.check is None and c.idle():
+            self.checker = None
+            c.unload()
 
     # -- the service -----------------------------------------------------------
 
@@ -70,75 +87,44 @@ class AutoUpdate:
                 self.periodic.cancel()  # a download under way is cancelled: nothing installed
                 self.periodic = None
                 await asyncio.sleep_ms(0)  # its clean-up runs
-                self._drop()
+                self._release()
             await s.changed()  # announced by the store, not polled
 
     async def _periodic(self):
         """The periodic check while the service is on (the schedule: see the
         module's docstring). Ends once an update is installed."""
+        from meter.backoff import jitter, spread
+
         s = self.app.settings
-        # 10-20 min after start (test.update_first_s: test-only, never later);
-        # nothing is loaded until a check is due
+        # 10-20 min after start (test.update_first_s: test-only, never later)
         wait = jitter(2000 * s.get("test.update_first_s"))
         while True:
             await asyncio.sleep_ms(wait)
             wait = spread(s.get("update.interval_h") * _HOUR_MS)
             if self.check is not None:  # a check on demand runs: it counts
                 continue
-            if self._busy() is not None:
+            if self.busy() is not None:
                 wait = self.busy_retry_ms
                 continue
             try:
                 if self.retry_at is None and self.app.state_.get("ota_fails"):
                     # failures stored before this start: their wait runs in full
-                    self.retry_at = self._retry_at()
+                    self.retry_at = time.ticks_add(time.ticks_ms(), self._checker().retry_wait_ms())
                 if self.retry_at is not None:
                     left = time.ticks_diff(self.retry_at, time.ticks_ms())
                     if left > 0:
                         wait = left
                         continue
                     self.retry_at = None
-                if await self._fetcher().check_now("auto"):
+                if await self._checker().fetcher.check_now("auto"):
                     return  # installed: the restart follows
             except Exception as e:  # refused or failed (audited, reported): retry later
-                if not isinstance(e, UserError):
+                if not isinstance(e, ValueError):  # (a UserError says why itself)
                     log.exc("update: periodic check failed", e)
-                self.retry_at = self._retry_at()
-                wait = max(0, time.ticks_diff(self.retry_at, time.ticks_ms()))
+                wait = self._checker().retry_wait_ms()
+                self.retry_at = time.ticks_add(time.ticks_ms(), wait)
             finally:
-                self._drop()
-
-    def _retry_at(self):
-        """ticks_ms of the next try after the failures stored so far (the
-        fetcher's back-off: 1 min doubling to 6 h, with jitter)."""
-        return time.ticks_add(time.ticks_ms(), self._fetcher().backoff.wait_s() * 1000)
-
-    def _fetcher(self):
-        if self.fetcher is None:
-            from meter import otafetch
-
-            app = self.app
-            # test.update_first_s (test-only) brings the first retry forward too
-            first = min(60, app.settings.get("test.update_first_s"))
-            self.fetcher = otafetch.Fetcher(
-                otafetch.SettingsConfig(app.settings, app.board.files), app.board.ota(),
-                app.board.name, audit=app.audit, state=app.state_, settings=app.settings,
-                progress=self._progress, busy=self._busy, on_installed=self._installed,
-                on_result=self._result, retry_min_s=first)
-        return self.fetcher
-
-    def _drop(self):
-        """Give the check's modules back when no check runs."""
-        from meter import otastatus
-
-        f = self.fetcher
-        if (self.check is None and self.job is None and not (f is not None and f.checking)
-                and otastatus.busy(self.app) is None):  # an upload uses meter.ota
-            from meter.memory import unload
-
-            self.fetcher = None
-            self.app.board.forget_ota()
-            unload(_MODULES)
+                self._release()
 
     # -- on demand -------------------------------------------------------------
 
@@ -148,10 +134,12 @@ class AutoUpdate:
         audited, on the display once a download starts, and sent to the
         cloud as an event."""
         self.asking = source
-        why = self._busy()
-        if why is None and (self.check is not None or (self.fetcher and self.fetcher.checking)):
+        why = self.busy()
+        c = self.checker
+        if why is None and (self.check is not None or (c is not None and c.fetcher.checking)):
             why = "an update check is already running"
         if why is not None:
+            self.asking = None
             return {"error": why}
         self.check = asyncio.create_task(self._once(source))
         return {"outcome": "started"}
@@ -159,16 +147,16 @@ class AutoUpdate:
     async def _once(self, source):
         try:
             self.asking = source
-            await self._fetcher().check_now(source)
+            await self._checker().fetcher.check_now(source)
         except asyncio.CancelledError:
             raise
-        except Exception as e:  # UpdateError: audited and reported by _result
+        except Exception as e:  # UpdateError: audited and reported by the checker
             if not isinstance(e, ValueError):
                 log.exc("update: check failed", e)
         finally:
             self.check = None
             self.asking = None
-            self._drop()
+            self._release()
 
     def menu_check(self, ui):
         from meter.screens import Message
@@ -177,47 +165,8 @@ class AutoUpdate:
         ui.push(Message(ui, ["NOT STARTED", r["error"]] if "error" in r else
                         ["UPDATE CHECK", "Started. The screen shows an update if one is found."]))
 
-    # -- the fetcher's callbacks -------------------------------------------------
-
-    def _busy(self):
-        """Why no check may start now, or None."""
-        from meter import otastatus
-
-        ui = self.app.ui
-        if ui is not None and ui.session and self.asking != "menu":  # (the menu's own is asked for)
-            return "the Settings menu is in use: try again later"
-        return otastatus.busy(self.app)
-
-    def _progress(self, got, total):
-        if self.job is None:  # the first bytes of a download: the screen announces it
-            from meter.otastatus import Job
-
-            self.job = Job(self.app, self.fetcher.source)
-        self.job.progress(got, total)
-
-    def _installed(self, version):
-        job, self.job = self.job, None
-        if job is None:
-            from meter.otastatus import Job
-
-            job = Job(self.app, self.fetcher.source)
-        job.installed(version, _RESTART_MS)
-
-    def _result(self, source, outcome, detail):
-        """Every check's end (after its audit record)."""
-        self.last = (source, outcome, detail)
-        if outcome != "ok":  # (an installation's job goes on to _installed)
-            job, self.job = self.job, None
-            if job is not None:
-                job.failed("the update was cancelled" if outcome == "cancelled"
-                           else detail.split(": ", 1)[-1])
-        up = self.app.uplink
-        if up is not None:
-            up.event({"event": "update", "source": source, "outcome": outcome,
-                      "detail": detail})
-
     def snapshot(self):
-        f = self.fetcher
-        return {"loaded": f is not None, "checking": bool(f and f.checking),
+        c = self.checker
+        return {"loaded": c is not None, "checking": bool(c and c.fetcher.checking),
                 "periodic": self.periodic is not None,
                 "last": list(self.last) if self.last else None}

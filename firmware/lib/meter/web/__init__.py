@@ -181,7 +181,7 @@ class Web:
             self.error = error
         _unload()
         app = self.app
-        if app.ota_job is None and (app.autoupdate is None or app.autoupdate.fetcher is None):
+        if app.ota_job is None and (app.autoupdate is None or app.autoupdate.checker is None):
             app.board.forget_ota()
             unload(OTA_MODULES)
         asyncio.create_task(self._measure())
