@@ -579,7 +579,8 @@ def test_upload_throughput_and_heap_on_the_device_image(tmp_path, imgs):
 
 
 def test_windows_with_the_firmware_page_give_their_memory_back(tmp_path, imgs):
-    """The Firmware page loads the update modules (7 KB); a window that
+    """The Firmware page loads the update status modules, an upload the
+    updater (7 KB with both); a window that
     showed it, or refused an upload, gives them back with the rest
     (meter.web OTA_MODULES): the first window keeps only what the firmware
     shares afterwards, the later ones nothing to speak of
@@ -600,7 +601,10 @@ def test_windows_with_the_firmware_page_give_their_memory_back(tmp_path, imgs):
             if i == 2:  # a refused upload (not an update file) in this one
                 status, answer, _ = _upload(sim, imgs.text)
                 assert status == 400 and "not an update file" in answer["error"], answer
-            assert "meter.ota" in sim.cmd("web")["modules"]  # (loaded by the page)
+            mods = sim.cmd("web")["modules"]
+            assert "meter.otastatus" in mods, mods  # (loaded by the page)
+            # the updater itself only for an upload, not to show the page
+            assert ("meter.ota" in mods) == (i == 2), mods
             sim.cmd("web", "off")
             w = sim.wait_for(lambda: (lambda s: s if not s["active"] and not s["closing"]
                                       and s["heap_after"] is not None else None)(sim.cmd("web")),
