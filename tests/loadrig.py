@@ -173,7 +173,8 @@ class AllServices:
         self.pki = pkimod.make(os.path.join(self.workdir, "pki"), mqttlab.SERIAL)
         self.broker = mqttlab.Mosquitto(self.pki, os.path.join(self.workdir, "broker"))
         state = os.path.join(self.workdir, "dev")
-        mqttlab.provision(state, self.pki, self.broker.port, api__enabled=True)
+        mqttlab.provision(state, self.pki, self.broker.port, api__enabled=True,
+                          update__enabled=True)  # everything open: the update service too
         self.web_port, self.api_port = free_port(), free_port()
         self.sim = Sim(state, "--web-port", str(self.web_port), "--api-port", str(self.api_port),
                        heap=self.heap, profile="house", mpy=self.mpy, dev=self.dev,

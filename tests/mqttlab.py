@@ -38,6 +38,7 @@ pattern write meters/%u/energy
 pattern write meters/%u/telemetry
 pattern write meters/%u/backlog
 pattern write meters/%u/reply
+pattern write meters/%u/event
 pattern write homeassistant/sensor/%u/#
 user cloud
 topic readwrite meters/#

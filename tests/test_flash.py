@@ -220,7 +220,8 @@ def test_provision_then_the_meter_joins_the_broker_and_takes_a_totp_command(
                 broker.port, "--mqtt-enable", "--mqtt-ca", pki.path("server-ca.crt"),
                 "--client-cert", pki.path("device.crt"), "--client-key", pki.path("device.key"),
                 "--ntp-server", "ntp.test", "--update-server", "https://updates.test/meter",
-                "--update-ca", pki.path("server-ca.crt"))
+                "--update-ca", pki.path("server-ca.crt"), "--update-ip", "127.0.0.1",
+                "--update-interval-h", "12", "--update-enable")
             assert rc == 0, out
             uri = [w for w in out.split() if w.startswith("otpauth://totp/")]
             assert len(uri) == 1, out  # printed once

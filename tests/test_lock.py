@@ -37,7 +37,9 @@ ACTIONS = {
     "service-uplink": (("mqtt.enabled",), {"menu", "web", "mqtt"}),
     "service-ha": (("mqtt.ha_discovery",), {"menu", "web", "mqtt"}),
     "service-api": (("api.enabled",), {"menu", "web"}),
+    "service-update": (("update.enabled",), {"menu", "web", "mqtt"}),
     "publish-interval": (("mqtt.interval_s",), {"mqtt"}),
+    "update-interval": (("update.interval_h",), {"mqtt"}),
     "reset-counters": (("counters",), {"menu", "web", "mqtt"}),
     "token-confirm": (("tokens",), {"web"}),
     "token-revoke": (("tokens",), {"web"}),
@@ -48,10 +50,11 @@ ACTIONS = {
 # meter before its REPL opens), and the test-only window length.
 PROVISIONED = {"meter.line_freq", "meter.tick_ms", "energy.save_min_ms", "display.contrast",
                "mqtt.host", "mqtt.ip", "mqtt.port", "mqtt.keepalive_s", "test.web_window_s",
-               "test.token_pending_s", "device.name", "update.server"}
+               "test.token_pending_s", "device.name", "update.server", "update.ip",
+               "test.update_first_s"}
 LOCK_KEYS = {"lock.hash", "lock.on"}  # changed only by the lock itself
 # Cloud commands that are not configuration changes.
-MQTT_OTHER = {"status", "lock_set", "lock", "unlock", "lock_change"}
+MQTT_OTHER = {"status", "lock_set", "lock", "unlock", "lock_change", "update_check"}
 # Web Admin forms that are not configuration changes.
 WEB_OTHER = {"/logout", "/wifi/scan", "/lock/set", "/lock/lock", "/lock/unlock", "/lock/change"}
 
@@ -187,9 +190,10 @@ MENU = {"change-pin": m_change_pin, "reset-web-pass": m_reset_web_pass,
         "reset-wifi": m_reset_wifi, "wifi-setup": m_wifi_setup,
         "service-web": _service("Web Admin"), "service-uplink": _service("Cloud MQTT"),
         "service-ha": _service("HA discov."), "service-api": _service("Local API"),
-        "reset-counters": m_reset_counters}
+        "service-update": _service("Auto update"), "reset-counters": m_reset_counters}
 # unlocked: the ones that end the Web Admin window or change the PIN last
-MENU_ORDER = ["reset-counters", "service-uplink", "service-ha", "service-api", "reset-wifi",
+MENU_ORDER = ["reset-counters", "service-uplink", "service-ha", "service-api", "service-update",
+              "reset-wifi",
               "wifi-setup",
               "reset-web-pass", "service-web", "change-pin"]
 
@@ -233,7 +237,7 @@ def test_menu_refuses_every_change_while_locked_and_shows_the_state(tmp_path):
             _settings(sim)
             MENU[name](sim, False)
         s2, g2, _ = seq_gen(sim)
-        assert g2 == gen + 1 and s2 == seq + 7, (seq, s2)  # 7 settings writes, 1 reset
+        assert g2 == gen + 1 and s2 == seq + 8, (seq, s2)  # 8 settings writes, 1 reset
         assert sim.quit() == 0
 
 
@@ -271,10 +275,13 @@ def test_lock_answers_stay_clear_across_web_admin_windows(tmp_path):
 MQTT = {
     "service-uplink": {"cmd": "service", "name": "uplink", "on": False},
     "service-ha": {"cmd": "service", "name": "ha_discovery", "on": False},
+    "service-update": {"cmd": "service", "name": "auto_update", "on": True},
     "publish-interval": {"cmd": "set_interval", "seconds": 7},
+    "update-interval": {"cmd": "set_update_interval", "hours": 6},
     "reset-counters": {"cmd": "reset_counters", "confirm": "RESET"},
 }
-MQTT_ORDER = ["publish-interval", "service-ha", "reset-counters", "service-uplink"]
+MQTT_ORDER = ["publish-interval", "update-interval", "service-update", "service-ha",
+              "reset-counters", "service-uplink"]
 DEV = "meters/" + SERIAL
 
 
@@ -338,7 +345,7 @@ def test_mqtt_refuses_every_change_while_locked_and_republishes_no_configuration
             r = send(cloud, MQTT[name])
             assert r["ok"] is True, (name, r)
         s2, g2, _ = seq_gen(sim)
-        assert g2 == gen + 1 and s2 == seq + 3
+        assert g2 == gen + 1 and s2 == seq + 5
         assert sim.quit() == 0
     finally:
         cloud.close()
@@ -393,6 +400,7 @@ WEB = {
     "service-uplink": ("/services", "/services", w_service("mqtt.enabled"), "switched on"),
     "service-ha": ("/services", "/services", w_service("mqtt.ha_discovery"), "switched on"),
     "service-api": ("/services", "/services", w_service("api.enabled"), "switched off"),
+    "service-update": ("/services", "/services", w_service("update.enabled"), "switched on"),
     "reset-counters": ("/energy/reset", "/energy/reset", w_reset_counters, "were reset"),
     # three app tokens (tests/test_api.py's App pairs them): A pending, B
     # confirmed, C pending
@@ -402,8 +410,8 @@ WEB = {
     "token-delete": ("/tokens", "/tokens/delete", w_click("#delete-%(C)s"), "Deleted"),
 }
 WEB_ORDER = ["token-confirm", "token-revoke", "token-delete", "reset-counters",
-             "service-uplink", "service-ha", "service-api", "reset-wifi", "wifi-setup",
-             "change-web-pass", "service-web"]
+             "service-uplink", "service-ha", "service-api", "service-update", "reset-wifi",
+             "wifi-setup", "change-web-pass", "service-web"]
 
 
 def test_web_admin_refuses_every_change_while_locked_in_chromium(browser, tmp_path):
@@ -512,7 +520,7 @@ def test_web_admin_refuses_every_change_while_locked_in_chromium(browser, tmp_pa
                 t.click("#login")
                 t.wait_for_url(base + "/")
         s2, g2, _ = seq_gen(sim)
-        assert g2 == gen + 1 and s2 == seq + 7, (seq, s2)  # 7 settings writes, 1 reset
+        assert g2 == gen + 1 and s2 == seq + 8, (seq, s2)  # 8 settings writes, 1 reset
         after = tokens()
         assert (after.get(ids["A"]), after.get(ids["B"]), ids["C"] in after) == (
             "active", "revoked", False), after

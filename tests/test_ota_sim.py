@@ -79,6 +79,7 @@ class Watch(threading.Thread):
         self.rfile = self.sock.makefile("rb")
         self.progress = []
         self.status_lines = set()
+        self.screens = []
         self.stop = threading.Event()
 
     def _cmd(self, c):
@@ -89,7 +90,9 @@ class Watch(threading.Thread):
         try:
             while not self.stop.is_set():
                 self.progress.append(self._cmd(b"ota")["progress"])
-                self.status_lines.add(self._cmd(b"screen")["lines"][-1].strip())
+                lines = self._cmd(b"screen")["lines"]
+                self.status_lines.add(lines[-1].strip())
+                self.screens.append([x.strip() for x in lines])
         except (OSError, ValueError):
             pass  # the firmware reset after the update
         finally:
@@ -104,6 +107,12 @@ def install(sim, path):
     return r["version"]
 
 
+def core(o):
+    """What `ota` says of the slots and the running update (it says more:
+    the last result, the other slot, whether an update may start)."""
+    return {k: o.get(k) for k in ("version", "rollback", "slot", "state", "progress")}
+
+
 def flash_files(state):
     return {n: hashlib.sha256(open(os.path.join(state, n + ".bin"), "rb").read()).hexdigest()
             for n in ("otadata", "ota_0", "ota_1")}
@@ -113,7 +122,7 @@ def test_update_installs_n_plus_1_which_boots_from_its_slot_and_confirms(tmp_pat
     # Slow flash (200 µs a program): the update takes seconds, as on a device,
     # so that its progress can be watched.
     with start_n(tmp_path, imgs, "--flash-delay-us", "200") as sim:
-        assert sim.cmd("ota") == {"version": N, "rollback": None, "slot": "ota_0", "state": None,
+        assert core(sim.cmd("ota")) == {"version": N, "rollback": None, "slot": "ota_0", "state": None,
                                   "progress": None}
         sim.wait_for(lambda: sim.state_()["counters_uwh"]["imp_t"] > 0, 15, "energy")
         before = sim.state_()["counters_uwh"]
@@ -126,24 +135,32 @@ def test_update_installs_n_plus_1_which_boots_from_its_slot_and_confirms(tmp_pat
         assert seen == sorted(seen) and any(0 < p < 100 for p in seen), w.progress
         assert any(line.startswith("UPDATING ") and line.endswith("%")
                    for line in w.status_lines), w.status_lines
+        # the update screen over the pages: versions, a progress bar, the warning
+        upd = [x for x in w.screens if x[0] == "FIRMWARE UPDATE"]
+        assert any(x[1] == "%s > %s" % (N, N1) and x[2].startswith("[") and "Do not remove" in x
+                   for x in upd), w.screens[-3:]
         sim.start()
-        sim.wait_screen("Firmware " + N1)
+        sim.wait_screen("Firmware " + N1)  # (the start-up screen)
         st = sim.wait_for(lambda: (lambda o: o if o["state"] == "valid" else None)(sim.cmd("ota")),
                           20, "the self-test to confirm N+1")
-        assert st == {"version": N1, "rollback": None, "slot": "ota_1", "state": "valid",
-                      "progress": None}
+        assert core(st) == {"version": N1, "rollback": None, "slot": "ota_1", "state": "valid",
+                            "progress": None}
+        # the result, kept across the restart: installed, then confirmed
+        assert st["last"] == {"from": N, "to": N1, "source": "control", "result": "confirmed",
+                              "why": None}, st
+        assert st["trial"] is False and st["other"]["version"] == N, st
         after = sim.state_()
         assert after["version"] == N1
         assert all(after["counters_uwh"][k] >= v for k, v in before.items()), (before, after)
         assert sim.quit() == 0
         ev = audit(sim.state)
-        for e in ("control|ota start|ok|", "control|ota installed|ok|1.1.0",
+        for e in ("control|ota start|ok|from 1.0.0", "control|ota installed|ok|1.0.0 -> 1.1.0",
                   "system|ota restart|ok|1.1.0", "system|boot|ok|1.1.0",
                   "system|ota self-test|ok|1.1.0"):
             assert e in ev, (e, ev)
         assert not any("rollback" in e for e in ev), ev
         sim.start()  # confirmed: it stays
-        assert sim.cmd("ota") == st
+        assert core(sim.cmd("ota")) == core(st)
 
 
 AUDIT = """
@@ -166,7 +183,7 @@ ROLLBACK = "system|ota rollback|failed|1.1.0 did not confirm itself; running 1.0
 
 def _rolls_back(sim, imgs, why):
     o = sim.cmd("ota")
-    assert o == {"version": N, "rollback": N1, "slot": "ota_0", "state": None, "progress": None}, o
+    assert core(o) == {"version": N, "rollback": N1, "slot": "ota_0", "state": None, "progress": None}, o
     sim.wait_screen("ROLLBACK " + N1, timeout=15)
     assert sim.quit() == 0
     ev = audit(sim.state)
@@ -186,7 +203,7 @@ def test_n_plus_1_failing_its_self_test_rolls_back_to_n(tmp_path, imgs):
     with start_n(tmp_path, imgs) as sim:
         install(sim, signed(imgs, imgs.selftest, "selftest.bin"))
         sim.start()
-        assert sim.cmd("ota") == {"version": N1, "rollback": None, "slot": "ota_1",
+        assert core(sim.cmd("ota")) == {"version": N1, "rollback": None, "slot": "ota_1",
                                   "state": "pending-verify", "progress": None}
         # The broken self-test gives up after 4 s and resets.
         assert sim.wait_exit(30) == 3, "the failed self-test did not reset the device"
@@ -220,7 +237,10 @@ def test_refused_updates_leave_everything_untouched(tmp_path, imgs):
             path = signed(imgs, imgs.n1, what + ".bin", getattr(imgs, key), version)
             assert sim.cmd("ota-install", path) == {"error": why}, what
             assert flash_files(sim.state) == flash, what + ": a refused update changed the flash"
-            assert sim.cmd("ota") == {"version": N, "rollback": None, "slot": "ota_0",
+            # the display says so (and why) over the pages, then the status line
+            assert sim.wait_screen("NOT UPDATED")[0].strip() == "NOT UPDATED", what
+            assert sim.cmd("ota")["last"]["why"] == why, what
+            assert core(sim.cmd("ota")) == {"version": N, "rollback": None, "slot": "ota_0",
                                       "state": None, "progress": None}, what
         assert sim.quit() == 0
         ev = audit(sim.state)
@@ -246,7 +266,7 @@ def test_launcher_restarts_into_the_previous_image_after_a_crash(tmp_path, imgs)
             time.sleep(0.1)
         sim.connect(30)
         o = sim.cmd("ota")
-        assert o == {"version": N, "rollback": N1, "slot": "ota_0", "state": None, "progress": None}, o
+        assert core(o) == {"version": N, "rollback": N1, "slot": "ota_0", "state": None, "progress": None}, o
         out = sim.output()
         assert "ota_1: firmware 1.1.0 (pending-verify)" in out, out
         assert out.count("ota_0: firmware 1.0.0") == 2, out  # the factory record: the image's version

@@ -110,25 +110,35 @@ def lab(tmp_path_factory):
         with open(lb.file, "rb") as f:
             lb.data = f.read()
         lb.sha = hashlib.sha256(lb.data).hexdigest()
-        lb.routes = {}
-        lb.hits = {}
-        lb.release = threading.Event()
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(lb.pki.path("broker.crt"), lb.pki.path("broker.key"))
-        s = Server(("127.0.0.1", 0), Handler)
-        s.socket = ctx.wrap_socket(s.socket, server_side=True)
-        s.lab = lb
-        lb.port = s.server_address[1]
-        threading.Thread(target=s.serve_forever, daemon=True).start()
-        srv = s  # serving: shutdown() would wait forever for a loop never started
+        srv = https_server(lb)
         yield lb
     finally:
-        if srv is not None:
-            srv.lab.release.set()
-            srv.shutdown()
-            srv.server_close()
+        stop_server(srv)
         shutil.rmtree(d, ignore_errors=True)
         shutil.rmtree(str(keys), ignore_errors=True)
+
+
+def https_server(lb):
+    """The update server for lab lb (its pki, data and routes), serving on
+    a free port of 127.0.0.1 (lb.port) until stop_server()."""
+    lb.routes = {}
+    lb.hits = {}
+    lb.release = threading.Event()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(lb.pki.path("broker.crt"), lb.pki.path("broker.key"))
+    s = Server(("127.0.0.1", 0), Handler)
+    s.socket = ctx.wrap_socket(s.socket, server_side=True)
+    s.lab = lb
+    lb.port = s.server_address[1]
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    return s  # serving: shutdown() would wait forever for a loop never started
+
+
+def stop_server(srv):
+    if srv is not None:
+        srv.lab.release.set()
+        srv.shutdown()
+        srv.server_close()
 
 
 def manifest(lab, version=N1, size=None, sha=None, url="/fw/n1.bin"):
@@ -264,34 +274,12 @@ def test_server_that_trickles_is_cut_off_by_the_total_limit(lab, tmp_path):
     assert ("cloud", "ota update", "cancelled") in [tuple(e[1:4]) for e in r["audit"]], r["audit"]
 
 
-def test_cut_connection_changes_nothing_and_is_retried_later(lab, tmp_path):
-    url = serve(lab, "cut", manifest(lab, url="/fw/cut.bin"), ("drop-once", lab.data))
-    r, state = run(lab, tmp_path, url, mode="loop", deadline_ms=60000,
-                   tune={"first_ms": 100, "retry_min_s": 2, "retry_max_s": 4})
-    checks = [e for e in r["audit"] if e[2] == "ota check"]
-    assert len(checks) == 2, r["audit"]
-    t1, _, _, outcome1, detail1 = checks[0]
-    t2, source, _, outcome2, detail2 = checks[1]
-    assert outcome1 == "failed" and ("cut the connection" in detail1 or "broke off" in detail1), \
-        checks[0]
-    assert ["auto", "ota update", "cancelled"] == [e for e in r["audit"] if e[2] == "ota update"][
-        0][1:4], r["audit"]
-    assert (source, outcome2, detail2) == ("auto", "ok", "%s -> %s: installed" % (N, N1)), checks
-    # the retry came after the back-off (2 s with jitter: 1-2 s), not at once
-    starts = [e[0] for e in r["audit"] if e[2] == "ota start"]
-    assert len(starts) == 2 and starts[1] - t1 >= 900, r["audit"]
-    assert lab.hits["/fw/cut.bin"] == 2
-    assert bootloader._otadata(state).boot_slot() == 1
-
-
-def test_settings_menu_in_use_defers_the_periodic_check_and_refuses_check_now(lab, tmp_path):
+def test_settings_menu_in_use_refuses_check_now(lab, tmp_path):
+    # (the periodic check's schedule, its back-off and the retry after a cut
+    # are meter/otaauto.py's: tests/mpy/test_otajob.py, tests/test_ota_auto.py)
     url = serve(lab, "busy", manifest(lab, url="/fw/busy.bin"), ("file", lab.data))
     flag = tmp_path / "in-menu"
     flag.write_text("1")  # busy() is True while this file exists
-    r, state = run(lab, tmp_path, url, mode="loop", deadline_ms=2500, busy=str(flag),
-                   tune={"first_ms": 100, "busy_retry_ms": 200})
-    assert r.get("error") == "deadline" and r["audit"] == [], r
-    assert lab.hits.get("/busy/host.json") is None, "no check may start while the menu is in use"
     r, state = run(lab, tmp_path, url, busy=str(flag))
     assert "Settings menu is in use" in r.get("error", ""), r
     assert lab.hits.get("/busy/host.json") is None

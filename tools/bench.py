@@ -8,8 +8,8 @@ All figures come from the real firmware in the simulator, which runs the
 device image (MicroPython built 32-bit, firmware frozen in) at the device
 budget unless a benchmark says otherwise. Results are printed as JSON, one
 line per benchmark, then all together; docs/benchmarks.md holds them as
-tables. NAME: heap, breakdown, soak, lateness, flash, web, api, ota (soak runs only when
-named: it takes an hour).
+tables. NAME: heap, breakdown, soak, lateness, flash, web, api, ota, otaweb (soak runs
+only when named: it takes an hour).
 """
 
 import json
@@ -28,6 +28,7 @@ from bench_memory import bench_breakdown, bench_floors, bench_soak  # noqa: E402
 
 bench_heap = bench_floors
 from bench_ota import bench_ota  # noqa: E402
+from bench_otaweb import bench_otaweb  # noqa: E402
 
 import upy  # noqa: E402
 
@@ -467,6 +468,7 @@ def main(argv):
     results = {}
     for name, fn in (("heap", bench_heap), ("lateness", bench_lateness), ("flash", bench_flash),
                      ("web", bench_web), ("api", bench_api), ("ota", bench_ota),
+                     ("otaweb", bench_otaweb),
                      ("breakdown", bench_breakdown), ("soak", bench_soak)):
         if only and name != only or not only and name == "soak":
             continue

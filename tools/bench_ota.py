@@ -48,20 +48,22 @@ print(ok, ts[len(ts) // 2], ts[0], ts[-1])
 """
 
 
-class _Poller(threading.Thread):
-    """`state` every 50 ms on its own control connection until stopped."""
+class Poller(threading.Thread):
+    """A control command (`state`: after a collection; tools/bench_otaweb.py
+    asks `mem`) every 50 ms on its own control connection until stopped."""
 
-    def __init__(self, port):
+    def __init__(self, port, command=b"state"):
         super().__init__(daemon=True)
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.rfile = self.sock.makefile("rb")
+        self.line = command + b"\n"
         self.samples = []
         self.stop = threading.Event()
 
     def run(self):
         try:
             while not self.stop.is_set():
-                self.sock.sendall(b"state\n")
+                self.sock.sendall(self.line)
                 line = self.rfile.readline()
                 if not line:
                     return
@@ -85,7 +87,7 @@ def _one(d, imgs, key, size):
         sim.wait_screen("POWER W", timeout=20)
         base = [sim.state_()["heap_used"] for _ in range(5)]
         sim.cmd("lateness-reset")
-        p = _Poller(sim.port)
+        p = Poller(sim.port)
         p.start()
         time.sleep(0.3)
         r = sim.cmd("ota-install", upd)

@@ -144,11 +144,14 @@ def _provision_input(a):
     for key, val in (("wifi.ssid", a.wifi_ssid), ("wifi.key", a.wifi_key),
                      ("mqtt.host", a.mqtt_host), ("mqtt.ip", a.mqtt_ip),
                      ("mqtt.port", a.mqtt_port), ("device.name", a.name),
-                     ("update.server", a.update_server)):
+                     ("update.server", a.update_server), ("update.ip", a.update_ip),
+                     ("update.interval_h", a.update_interval_h)):
         if val is not None:
             settings[key] = val
     if a.mqtt_enable:
         settings["mqtt.enabled"] = True
+    if a.update_enable:
+        settings["update.enabled"] = True
     files = {}
     if a.mqtt_ca:
         files["mqtt-ca.crt"] = pkicheck.read_text(a.mqtt_ca, "MQTT broker CA")
@@ -251,7 +254,7 @@ def parser():
 
     v = dev("provision", "settings and secrets through the firmware's checks (service mode)")
     for opt in ("wifi-ssid", "wifi-key", "mqtt-host", "mqtt-ip", "name", "update-server",
-                "ntp-server", "totp-secret"):
+                "update-ip", "ntp-server", "totp-secret"):
         v.add_argument("--" + opt)
     v.add_argument("--mqtt-port", type=int)
     v.add_argument("--mqtt-enable", action="store_true", help="switch the cloud uplink on")
@@ -259,6 +262,9 @@ def parser():
     v.add_argument("--client-cert", help="PEM: the meter's client certificate")
     v.add_argument("--client-key", help="PEM: its EC P-256 private key (unencrypted)")
     v.add_argument("--update-ca", help="PEM: the CA of the update server")
+    v.add_argument("--update-interval-h", type=int, help="hours between update checks")
+    v.add_argument("--update-enable", action="store_true",
+                   help="switch the automatic update check on")
     v.add_argument("--stay", action="store_true", help="stay in service mode afterwards")
 
     w = dev("wipe", "service-centre factory wipe (service mode)")

@@ -9,10 +9,9 @@ or "error": the message), the audit events, and what the heap did during
 the download. ARGS.json is a file because an argument of 256 characters
 or more crashes the unix port at start-up ("FATAL: uncaught NLR"). Its
 keys: server, ip, ca (path), keys ({id: modulus hex}), version (the
-running one), tune (Fetcher keywords), mode ("check": one check_now();
-"loop": run() until it installs or deadline_ms passes; "upload": the
-upload path, see upload()), busy (a path: the
-check is busy while that file exists), measure (heap probes),
+running one), tune (Fetcher keywords), mode ("check": one check_now(); "upload": the
+upload path, see upload()), busy (a path: the check is busy while that
+file exists), measure (heap probes),
 leave_free (hold heap until only that many bytes are free).
 """
 
@@ -125,9 +124,6 @@ async def main():
     try:
         if A.get("mode") == "upload":
             await upload(keys, out)
-        elif A.get("mode") == "loop":
-            out["ok"] = await asyncio.wait_for_ms(f.run(), A["deadline_ms"])
-            out["ok"] = f.last[2].split(" -> ")[1].split(":")[0] if f.last else None
         else:
             out["ok"] = await f.check_now(A.get("source", "cloud"))
     except UpdateError as e:

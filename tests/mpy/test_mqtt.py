@@ -74,6 +74,7 @@ class App:
         self.counters.add([100, 200, 300, 400, 5, 6, 7, 8])
         self.sampler = Sampler()
         self.ota_rollback = None  # as meter.app.App: set by meter.otastatus.check()
+        self.autoupdate = None  # as meter.app.App without meter.otaauto
         if secret is not None:
             with open(d + "/totp.secret", "w") as f:
                 f.write(secret)
@@ -496,7 +497,7 @@ def test_malformed_commands_get_errors_and_change_nothing():
          "seconds: expected a whole number"),
         ({"id": "8", "code": good, "cmd": "set_interval"}, "8", "seconds: missing"),
         ({"id": "9", "code": good, "cmd": "service", "name": "ssh", "on": True}, "9",
-         "name: one of uplink, ha_discovery"),
+         "name: one of uplink, ha_discovery, auto_update"),
         ({"id": "10", "code": good, "cmd": "service", "name": "uplink", "on": "yes"}, "10",
          "on: expected true/false"),
         ({"id": "11", "code": good, "cmd": "reset_counters", "confirm": 1}, "11",
@@ -537,6 +538,51 @@ def test_set_interval_and_services_go_through_settings():
                      "on": False})
     assert r == {"id": "d", "ok": False, "error": "module locked"}, r
     assert app.settings.get("mqtt.enabled") == before
+
+
+class FakeAutoUpdate:
+    """meter.otaauto.AutoUpdate's start(), as the cloud command uses it."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.sources = []
+
+    def start(self, source):
+        self.sources.append(source)
+        return self.answer
+
+
+def test_update_commands():
+    app = App()
+    c = Commands(app)
+    # without the automatic update feature: a clear refusal
+    r = cmd(c, app, {"id": "a", "code": code(-1), "cmd": "update_check"})
+    assert r == {"id": "a", "ok": False, "error": "automatic updates are not available"}, r
+    # answered at once ("started"); the result is an event (meter/otaauto.py)
+    app.autoupdate = FakeAutoUpdate({"outcome": "started"})
+    r = cmd(c, app, {"id": "b", "code": code(0), "cmd": "update_check"})
+    assert r == {"id": "b", "ok": True, "result": {"outcome": "started"}}, r
+    assert app.autoupdate.sources == ["cloud"]
+    app.autoupdate = FakeAutoUpdate({"error": "another update is in progress"})
+    app.board.t += 30
+    r = cmd(c, app, {"id": "c", "code": code(0, app.board.t), "cmd": "update_check"})
+    assert r == {"id": "c", "ok": False, "error": "another update is in progress"}, r
+    # the interval and the service through the settings store (validated, audited)
+    app.board.t += 30
+    r = cmd(c, app, {"id": "d", "code": code(0, app.board.t), "cmd": "set_update_interval",
+                     "hours": 0})
+    assert r == {"id": "d", "ok": False, "error": "update.interval_h: must be 1..168"}, r
+    app.board.t += 30
+    r = cmd(c, app, {"id": "e", "code": code(0, app.board.t), "cmd": "set_update_interval",
+                     "hours": 6})
+    assert r == {"id": "e", "ok": True, "result": {"interval_h": 6}}, r
+    app.board.t += 30
+    r = cmd(c, app, {"id": "f", "code": code(0, app.board.t), "cmd": "service",
+                     "name": "auto_update", "on": True})
+    assert r == {"id": "f", "ok": True, "result": {"auto_update": True}}, r
+    assert app.settings.get("update.enabled") is True
+    ev = [e for e in app.audit.events() if e[3] == "settings"]
+    assert ev[-1][2] == "mqtt" and ev[-1][5] == "update.enabled", ev
 
 
 def test_counter_reset_needs_confirmation():

@@ -16,6 +16,7 @@ from test_ota import KEYS, Audit, factory, host  # noqa: E402
 from upytest import raises, tmpdir  # noqa: E402
 
 from meter import httpget, ota, otafetch  # noqa: E402
+from meter.backoff import spread  # noqa: E402
 from meter.board.flashfile import FilePartition  # noqa: E402
 from meter.logstore import LogStore  # noqa: E402
 from meter.otafetch import Fetcher, SettingsConfig, _Ram as Store  # noqa: E402  (state in RAM)
@@ -84,7 +85,7 @@ def test_manifest_parsing():
 
 def test_schedule_spreads_checks_and_backs_off_with_jitter():
     for _ in range(200):
-        w = otafetch._spread(3600000)
+        w = spread(3600000)
         assert 3600000 <= w <= 4500000, w
     f = fetcher()
     for fails, lo, hi in ((1, 30, 60), (2, 60, 120), (3, 120, 240), (30, 10800, 21600)):

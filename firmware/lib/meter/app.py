@@ -46,8 +46,9 @@ from meter.supervisor import Supervisor
 
 # Installed in this order (it is the order of their menu entries and
 # services): the module lock, the update state, the Web Admin, the local
-# API, the cloud uplink.
-FEATURES = ("meter.lockfeature", "meter.otafeature", "meter.web", "meter.api", "meter.uplink")
+# API, the cloud uplink, the automatic updates.
+FEATURES = ("meter.lockfeature", "meter.otafeature", "meter.web", "meter.api", "meter.uplink",
+            "meter.otaauto")
 
 
 class App:
@@ -72,6 +73,10 @@ class App:
         # The start-up screen (and its forgotten-PIN reset) is shown once per
         # start of the firmware, not again when the display task restarts.
         self.startup_shown = False
+        self.ui = None  # the display's Ui once its task runs (meter/home.py)
+        # Handles of features that others use; None when not installed.
+        self.uplink = None
+        self.autoupdate = None
         # The registry (see the module's docstring).
         self.menu_entries = []
         self.services = []

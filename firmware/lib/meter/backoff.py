@@ -20,6 +20,13 @@ def jitter(ms):
     return ms // 2 + random.getrandbits(16) * (ms - ms // 2) // 65536
 
 
+def spread(ms):
+    """ms stretched to between 0.75 and 1.25 times: devices that start
+    together do not all ask at once (the automatic update check)."""
+    ms = int(ms)
+    return ms - ms // 4 + jitter(ms // 2)
+
+
 class Backoff:
     def __init__(self, state, key, wait_fn):
         self.state = state

@@ -69,14 +69,17 @@ STEP_FILE = "totp.last"
 COMMANDS = {
     "status": {},
     "set_interval": {"seconds": (int, None)},
-    "service": {"name": (str, ("uplink", "ha_discovery")), "on": (bool, None)},
+    "service": {"name": (str, ("uplink", "ha_discovery", "auto_update")), "on": (bool, None)},
+    "update_check": {},
+    "set_update_interval": {"hours": (int, None)},
     "reset_counters": {"confirm": (str, None)},
     "lock_set": {"new": (str, None)},
     "lock": {"password": (str, None)},
     "unlock": {"password": (str, None)},
     "lock_change": {"password": (str, None), "new": (str, None)},
 }
-SERVICE_KEYS = {"uplink": "mqtt.enabled", "ha_discovery": "mqtt.ha_discovery"}
+SERVICE_KEYS = {"uplink": "mqtt.enabled", "ha_discovery": "mqtt.ha_discovery",
+                "auto_update": "update.enabled"}
 
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 
@@ -338,6 +341,21 @@ class Commands:
         key = SERVICE_KEYS[msg["name"]]
         self._update({key: msg["on"]})
         return {msg["name"]: self.app.settings.get(key)}
+
+    async def _update_check(self, msg):
+        """Check for an update now: answered at once, the result follows as
+        an `event` (meter/otaauto.py), so the session is never held."""
+        a = self.app.autoupdate
+        if a is None:
+            raise CmdError("automatic updates are not available")
+        r = a.start("cloud")
+        if "error" in r:
+            raise CmdError(r["error"])
+        return r
+
+    async def _set_update_interval(self, msg):
+        self._update({"update.interval_h": msg["hours"]})
+        return {"interval_h": self.app.settings.get("update.interval_h")}
 
     async def _reset_counters(self, msg):
         from meter.energy import CounterError

@@ -221,4 +221,5 @@ def run(app):
     ui = Ui(app.board.display(), btn.Buttons(app.board.buttons()),
             lambda ui: Pages(ui, app), lambda ui: _menu(ui, app), lambda: app.pin, app.audit,
             first)
+    app.ui = ui  # whether a user is in the Settings menu (automatic updates wait)
     return ui.run()

@@ -25,11 +25,14 @@ _ROOM = const(12 * 1024)
 # shared by the Web Admin and the local API. Taken once, at start-up while
 # the heap is one free block, and kept: opened and closed all day, the
 # servers would otherwise need five contiguous 2.5 KB blocks from a heap that
-# their own pages have fragmented. Five: a browser's page and its stream,
-# an app's stream and two more; a sixth cost 2.3 KB the all-services heap
-# does not have (docs/benchmarks.md, "The path to 96 KiB").
+# their own pages have fragmented. Four: a browser's page and its stream,
+# an app's stream and one more (a newcomer beyond them waits or gets 503,
+# meter/web/admission.py). The fifth went to pay for the firmware update's
+# delivery (issue 13: +3.4 KB with everything open): with it, the
+# all-services heap refused a page in its first seconds (docs/benchmarks.md,
+# "The path to 96 KiB").
 NET_BUF = const(2308)
-NET_BUFS = const(5)
+NET_BUFS = const(4)
 _net = None
 
 stats = {"refused": 0, "errors": 0}

@@ -21,7 +21,7 @@ def root(ui, app):
               ("Measurement", sub("MEASUREMENT", measurement))]
         if app.services:
             it.append(("Services", sub("SERVICES", services)))
-        it.append(("Firmware", lambda: ui.push(Info(ui, "FIRMWARE", lambda: firmware(app)))))
+        it.append(("Firmware", sub("FIRMWARE", firmware_menu)))
         it.append(("Device info", lambda: ui.push(Info(ui, "DEVICE INFO", lambda: device(app)))))
         return it
 
@@ -110,6 +110,13 @@ def _toggle(ui, app, key, value):
         app.settings.update({key: value}, "menu")
     except UserError as e:
         refused(ui, "NOT CHANGED", e)
+
+
+def firmware_menu(ui, app):
+    """The running version, and what the update features add ("firmware":
+    Check update)."""
+    return ([("Version", lambda: ui.push(Info(ui, "FIRMWARE", lambda: firmware(app))))]
+            + _extra(ui, app, "firmware"))
 
 
 def firmware(app):

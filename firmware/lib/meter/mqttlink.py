@@ -281,6 +281,9 @@ class Link:
                     return None
                 while cmds:
                     await self._on_command(conn, cmds.pop(0))
+                ev = self.up.events
+                while ev:  # e.g. an update check's result (meter/otaauto.py)
+                    await self._pub(conn, "event", json.dumps(ev.pop(0)))
                 if changed and s.get("mqtt.ha_discovery") != self._ha_sent:
                     await self._discovery(conn, not self._ha_sent)
                 now = time.ticks_ms()

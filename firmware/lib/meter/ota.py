@@ -39,6 +39,12 @@ def busy():
     return _current[0] is not None
 
 
+def current():
+    """The Updater writing now, or None."""
+    u = _current[0]
+    return None if u is _INSTALLED else u
+
+
 class Updater:
     def __init__(self, ota, target, keys=None, audit=None, settings=None,
                  source="web", progress=None, version=VERSION,
@@ -79,7 +85,7 @@ class Updater:
         self._blk = 0
         self._fill = 0
         _current[0] = self
-        self._log("start", "ok", "")
+        self._log("start", "ok", "from " + otafmt.version_text(self.version))
 
     # -- stream ----------------------------------------------------------------
 
@@ -141,7 +147,7 @@ class Updater:
         # otadata now points at.
         _current[0] = _INSTALLED
         v = otafmt.version_text(self._head[1])
-        self._log("installed", "ok", v)
+        self._log("installed", "ok", "%s -> %s" % (otafmt.version_text(self.version), v))
         return v
 
     def cancel(self, why="cancelled"):

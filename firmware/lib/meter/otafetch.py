@@ -1,12 +1,13 @@
 """The automatic update check: a manifest over HTTPS, then the signed file
 streamed into the updater (meter/ota.py). docs/ota.md, "Automatic updates".
 
-The App runs `Fetcher.run()` as a service task: a check every
-`update.interval_h` hours plus jitter, never while `busy()` (a user in the
-Settings menu), retries after a failure with exponential back-off and
-jitter (meter/backoff.py, the count kept in the runtime state so a restart
-does not shorten it). `check_now(source)` is the same check on demand (the
-cloud command).
+One Fetcher makes one check at a time, `check_now(source)`, never while
+`busy()` (a user in the Settings menu, an update running); a failure
+starts an exponential back-off with jitter (meter/backoff.py, the count
+kept in the runtime state so a restart does not shorten it), whose wait
+`backoff.wait_s()` tells. The schedule (a check every `update.interval_h`
+hours, spread) is meter/otaauto.py's, which makes a Fetcher only for a
+check and lets it go afterwards.
 
 One check:
 1. GET `<update.server>/<target>.json` (meter/httpget.py: TLS verified
@@ -41,13 +42,13 @@ from meter.ota import UpdateError
 
 _BUF = const(2048)  # the one buffer of a check: response header, manifest, file chunks
 _MANIFEST_MAX = const(512)
-_BLOCK = const(4096)
 # Free heap a check asks for before it starts (meter/memory.py room()): it
 # holds about 12.5 KB while it downloads (TLS context and connection, its
 # buffer, the updater's block buffer) and the signature check allocates
 # about 5 KB more for a moment. Short of that it waits for a later try
 # rather than end in a MemoryError.
 _NEED = const(20 * 1024)
+_BUSY = "the Settings menu is in use: try again later"
 
 # What the fetcher reads from its config object (docs/ota.md lists them as
 # settings keys; "update.ca" is the file update-ca.crt).
@@ -95,27 +96,25 @@ class _Ram:
 
 # The class attributes a caller (a test, a benchmark) may override per
 # instance: Fetcher(..., timeout_ms=2000).
-_TUNABLE = ("first_ms", "unit_ms", "retry_min_s", "retry_max_s", "busy_retry_ms", "timeout_ms",
-            "total_ms")
+_TUNABLE = ("retry_min_s", "retry_max_s", "timeout_ms", "total_ms")
 
 
 class Fetcher:
     # Tuning, as class attributes rather than const(): tests pass shorter
     # ones as keywords (a per-instance override).
-    first_ms = 600000  # first periodic check: 10-20 min after start
-    unit_ms = 3600000  # update.interval_h is in hours
     retry_min_s = 60  # back-off after a failure: 1 min doubling ...
     retry_max_s = 21600  # ... to 6 h (with jitter)
-    busy_retry_ms = 60000  # a user in the Settings menu: look again in 1 min
     timeout_ms = 20000  # connect, request, and each read of a response
     total_ms = 900000  # a whole download (a server that trickles)
 
     def __init__(self, cfg, ota_parts, target, audit=None, state=None, settings=None,
-                 progress=None, busy=None, on_installed=None, keys=None, version=VERSION,
-                 secver=SECURITY_VERSION, **tune):
+                 progress=None, busy=None, on_installed=None, on_result=None, keys=None,
+                 version=VERSION, secver=SECURITY_VERSION, **tune):
         """cfg.get(key) for the keys in DEFAULTS; ota_parts: board.ota();
         target: board name; progress(bytes, total) while a file is written;
-        busy(): True while no check may start; on_installed(version)."""
+        busy(): None, or why no check may start now (True: the Settings
+        menu is in use); on_installed(version); on_result(source, outcome,
+        detail) after each check's audit record."""
         for k, v in tune.items():
             if k not in _TUNABLE:
                 raise TypeError("unknown tuning " + k)
@@ -128,6 +127,8 @@ class Fetcher:
         self.progress = progress
         self.busy = busy
         self.on_installed = on_installed
+        self.on_result = on_result
+        self.source = None  # who asked for the check that runs (or ran last)
         self.keys = keys
         self.version = otafmt.version_code(version)
         self.secver = secver
@@ -145,9 +146,11 @@ class Fetcher:
         UpdateError (the reason, for the user; a retry is scheduled)."""
         if self.checking:
             raise UpdateError("an update check is already running")
-        if self.busy is not None and self.busy():
-            raise UpdateError("the Settings menu is in use: try again later")
+        why = self.busy() if self.busy is not None else None
+        if why:
+            raise UpdateError(_BUSY if why is True else why)
         self.checking = True
+        self.source = source
         frm = otafmt.version_text(self.version)
         to = ["?"]
         try:
@@ -185,28 +188,7 @@ class Fetcher:
             self.on_installed(v)
         return v
 
-    # -- periodic --------------------------------------------------------------
-
-    async def run(self):
-        """The periodic check, for the App's supervisor. Ends once an
-        update is installed (the restart follows)."""
-        wait = max(_spread(self.first_ms), self.backoff.wait_s() * 1000)
-        while True:
-            await asyncio.sleep_ms(wait)
-            wait = _spread(self.cfg.get("update.interval_h") * self.unit_ms)
-            if not self.cfg.get("update.enabled") or self.checking:
-                continue
-            if self.busy is not None and self.busy():
-                wait = self.busy_retry_ms
-                continue
-            try:
-                if await self.check_now("auto"):
-                    return
-            except UpdateError:
-                wait = max(1, self.backoff.wait_s()) * 1000
-            except Exception as e:  # a fault: logged, retried as a failure
-                log.exc("update check", e)
-                wait = max(1, self.backoff.wait_s()) * 1000
+    # -- back-off --------------------------------------------------------------
 
     def _retry_s(self, fails):
         if not fails:
@@ -259,8 +241,7 @@ class Fetcher:
 
     async def _download(self, source, man):
         version, url, size, sha = man
-        slot = self.ota.next_update()
-        room = (slot.ioctl(4, None) - 1) * _BLOCK + otafmt.RECORD_LEN
+        room = otafmt.max_size(self.ota)
         if size > room:
             raise UpdateError("the update (%d bytes) does not fit the update slot (at most %d)"
                               % (size, room))
@@ -333,12 +314,8 @@ class Fetcher:
             self.audit.append(source, "ota check", outcome, detail)
         else:
             log.info("ota check %s %s %s" % (source, outcome, detail))
-
-
-def _spread(ms):
-    """ms to 1.25 ms: devices that start together do not all ask at once."""
-    ms = int(ms)
-    return ms - ms // 4 + jitter(ms // 2)
+        if self.on_result is not None:
+            self.on_result(source, outcome, detail)
 
 
 def _parse_manifest(body, server):

@@ -93,3 +93,10 @@ def signature_ok(header, sig, modulus):
     pad = SIG_LEN - 3 - len(_DIGEST_INFO) - 32
     em = b"\x00\x01" + b"\xff" * pad + b"\x00" + _DIGEST_INFO + digest
     return m == int.from_bytes(em, "big")
+
+
+def max_size(ota_parts):
+    """The largest update file the inactive slot takes, in bytes: its 4 KiB
+    blocks but the last (the slot record, meter/ota.py) for the payload,
+    plus the header and signature (RECORD_LEN)."""
+    return (ota_parts.next_update().ioctl(4, None) - 1) * 4096 + RECORD_LEN

@@ -7,8 +7,8 @@ or written, a length the update slot cannot take (TooLarge: HTTP 413), no
 length (NoLength: 411) and a length too short to be an update file; the
 updater's own up-front refusals (module lock, another update, an image
 still on trial) come with it. run(stream) then reads exactly that many
-bytes, each read bounded by a timeout, into one buffer and feeds them to
-the updater, which checks the header and signature before its first erase.
+bytes, each read bounded by a timeout and the whole by TOTAL_MS, into one
+buffer and feeds them to the updater, which checks the header and signature before its first erase.
 Whatever ends it early (the client gone, a stall, cancel() from the page)
 cancels the updater: the slot keeps a partial image that nothing boots,
 the boot slot and the running firmware stay as they were.
@@ -18,15 +18,20 @@ tests, a later local API).
 """
 
 import asyncio
+import time
 
 from micropython import const
 
 from meter import otafmt
+from meter.otafmt import max_size  # noqa: F401 (the page and the tests name it here)
 from meter.ota import UpdateError, Updater
 
-_BLOCK = const(4096)
 _CHUNK = const(1024)
 _TIMEOUT_MS = const(20000)  # a browser that sends nothing for this long is gone
+# The whole body: a 1.5 MiB file at 2 KiB/s (a very poor Wi-Fi link) still
+# fits; anything slower holds the updater (and the page's connection) for
+# nothing.
+TOTAL_MS = const(900000)
 
 
 class TooLarge(UpdateError):
@@ -35,13 +40,6 @@ class TooLarge(UpdateError):
 
 class NoLength(UpdateError):
     status = 411
-
-
-def max_size(ota_parts):
-    """The largest update file the inactive slot takes, in bytes: its
-    blocks but the last (the slot record) for the payload, plus the
-    448-byte header and signature."""
-    return (ota_parts.next_update().ioctl(4, None) - 1) * _BLOCK + otafmt.RECORD_LEN
 
 
 class Upload:
@@ -70,15 +68,24 @@ class Upload:
             audit.append(source, "ota update", "refused", str(e))
         raise e
 
-    async def run(self, stream, timeout_ms=_TIMEOUT_MS):
+    async def run(self, stream, timeout_ms=_TIMEOUT_MS, total_ms=TOTAL_MS, buf=None):
         """Read the body (an asyncio stream: readinto() into one buffer), feed
-        it, finish(). Returns the installed version; raises UpdateError
-        with the installed firmware untouched."""
-        mv = memoryview(bytearray(_CHUNK))  # one buffer for the whole body
+        it, finish(). Each read waits at most timeout_ms, the whole body at
+        most total_ms. buf: the buffer to read into (the connection's own,
+        which the HTTP layer keeps anyway); else one is made. Returns the
+        installed version; raises UpdateError with the installed firmware
+        untouched."""
+        mv = memoryview(bytearray(_CHUNK) if buf is None else buf)
+        end = time.ticks_add(time.ticks_ms(), total_ms)
         try:
             while self.got < self.length:
-                want = min(_CHUNK, self.length - self.got)
-                n = await asyncio.wait_for_ms(_readinto(stream, mv[:want]), timeout_ms)
+                want = min(len(mv), self.length - self.got)
+                left = time.ticks_diff(end, time.ticks_ms())
+                if left <= 0:
+                    raise UpdateError("the upload took longer than %d min"
+                                      % (total_ms // 60000))
+                n = await asyncio.wait_for_ms(_readinto(stream, mv[:want]),
+                                              min(timeout_ms, left))
                 data = mv[:n]
                 if not data:
                     raise UpdateError("the upload broke off at %d of %d bytes"
@@ -90,7 +97,13 @@ class Upload:
             if isinstance(e, (UpdateError, asyncio.CancelledError)):
                 raise
             if isinstance(e, asyncio.TimeoutError):
+                if time.ticks_diff(end, time.ticks_ms()) <= 0:
+                    raise UpdateError("the upload took longer than %d min"
+                                      % (total_ms // 60000))
                 raise UpdateError("the upload stalled (nothing for %d s)" % (timeout_ms // 1000))
+            if isinstance(e, MemoryError):  # never the bare exception to a user
+                raise UpdateError("the device ran short of memory; nothing was installed, "
+                                  "try again")
             raise UpdateError("the upload broke off at %d of %d bytes (%s)"
                               % (self.got, self.length, e))
         return self.updater.finish()

@@ -78,10 +78,19 @@ SCHEMA = {
     "mqtt.keepalive_s": (60, int, (5, 1200)),
     "mqtt.ha_discovery": (False, bool, None),
     # Set by the service centre (tools/flash.py provision): the name people
-    # know the meter by, and the update server (OTA, a later issue; its CA
-    # is files/update-ca.crt).
+    # know the meter by, and the update server (its CA is
+    # files/update-ca.crt).
     "device.name": ("", str, 32),
     "update.server": ("", str, 128),
+    # Automatic updates (meter/otaauto.py, docs/ota.md): the periodic check
+    # (a service, off by default), hours between checks, and the server's
+    # IP dialled instead of resolving its name ("" = resolve).
+    "update.enabled": (False, bool, None),
+    "update.interval_h": (24, int, (1, 168)),
+    "update.ip": ("", str, 15),
+    # Test-only: brings the first periodic update check (and the first
+    # retry) forward; the product's 10-20 minutes cannot be made longer.
+    "test.update_first_s": (600, int, (1, 600)),
     # Module lock (meter/lock.py): the lock password as passwd.py stores it
     # ("" = none set), and whether configuration is read-only. Changed only
     # through set_lock().

@@ -15,7 +15,11 @@ no connection attempt and costs almost no RAM.
 import asyncio
 import time
 
+from micropython import const
+
 from meter import log
+
+_EVENTS = const(4)
 
 
 def install(app):
@@ -49,6 +53,14 @@ class Uplink:
         self.link = None  # meter.mqttlink.Link, once switched on
         self._cmds = None
         self._audited = None
+        self.events = []  # what the session publishes on the event topic
+
+    def event(self, d):
+        """Queue an event for the cloud (e.g. an update check's result): sent
+        by the session when it is online; the newest _EVENTS are kept."""
+        self.events.append(d)
+        if len(self.events) > _EVENTS:
+            self.events.pop(0)
 
     async def run(self):
         while True:

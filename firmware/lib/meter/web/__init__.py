@@ -9,7 +9,9 @@ setup offered after Reset Wi-Fi), the Web Admin as a network service
 (settings key web.allowed), the window's countdown on the status line,
 the setup access point's lines over the pages and, on the simulator, the
 `web` control command; the menu and command code is in meter.web.menu,
-loaded on first use (it imports nothing back from here).
+loaded on first use (it imports nothing back from here). After a firmware
+update uploaded from the Web Admin, the next start opens the window again
+for the rest of its time (RESUME_KEY, once).
 """
 
 import asyncio
@@ -28,7 +30,8 @@ MODULES = ("meter.web.admin", "meter.web.server", "meter.web.site", "meter.web.a
            "meter.web.login", "meter.web.presence", "hmac", "warnings",
            "meter.web.chrome", "meter.web.live", "meter.wifisetup", "meter.web.route_auth",
            "meter.web.route_energy", "meter.web.route_network", "meter.web.route_services",
-           "meter.web.route_security", "meter.web.route_device", "meter.web.route_tokens")
+           "meter.web.route_security", "meter.web.route_device", "meter.web.route_tokens",
+           "meter.web.route_firmware", "meter.otaupload")
 # (hmac and warnings: micropython-lib's hmac, loaded by the window's session
 # and CSRF MACs; the uplink's TOTP loads it again when it needs it. Not
 # meter.lock: app.lock keeps its object, whose LockError must stay the class
@@ -36,6 +39,15 @@ MODULES = ("meter.web.admin", "meter.web.server", "meter.web.site", "meter.web.a
 # Modules of the list that the local API (meter/api.py) uses while it is on:
 # kept, so that the next window does not load a second copy.
 KEEP = set()
+# What the Firmware page loads besides: given back with the window unless
+# an update still runs (meter.ota's state says that one runs: a second copy
+# would not know) or the automatic check has them loaded (meter/otaauto.py
+# gives them back itself).
+OTA_MODULES = ("meter.otastatus", "meter.ota", "meter.otafmt", "meter.otakeys", "meter.otadata",
+               "meter.board.otahost", "meter.board.esp32ota")
+# The runtime-state record of a window to reopen at the next start (seconds
+# left; set by meter.web.route_firmware before an update's restart).
+RESUME_KEY = "web.resume"
 
 
 def install(app):
@@ -47,9 +59,10 @@ def install(app):
     app.add_menu("wifi", "Wi-Fi Setup", lambda ui: _menu().menu_wifi_setup(w, ui))
     app.add_menu("wifi-reset", "Wi-Fi Setup", lambda ui: _menu().offer_setup(w, ui))
     app.add_service("Web Admin", SERVICE_KEY)
-    app.add_command("web", lambda args: _menu().command(w, args, MODULES))
+    app.add_command("web", lambda args: _menu().command(w, args, MODULES + OTA_MODULES))
     app.add_status(STATUS, w.status_text)
     app.add_notice(w.setup_lines)
+    app.on_start(w.resume)
     return w
 
 
@@ -139,8 +152,8 @@ class Web:
         self.windows += 1
         return None
 
-    def enable(self, source):
-        return self._open(lambda c, s: c.enable(s), source)
+    def enable(self, source, seconds=None):
+        return self._open(lambda c, s: c.enable(s, seconds), source)
 
     def setup_start(self, source):
         return self._open(lambda c, s: c.wifi.start(s), source)
@@ -149,6 +162,17 @@ class Web:
         if self.active():
             self.ctl.disable(reason)
 
+    def resume(self):
+        """At start-up: the window an update was uploaded in opens again for
+        the rest of its time, once (a missing or garbled record: nothing)."""
+        st = self.app.state_
+        s = st.get(RESUME_KEY)
+        if s is None:
+            return
+        st.set(RESUME_KEY, None)  # one start only, whatever happens next
+        if type(s) is int and 0 < s <= 600:
+            self.enable("ota", s)
+
     def closed(self, error=None):
         """The controller has closed its window: drop it and its modules,
         then measure the heap from a fresh task."""
@@ -156,6 +180,10 @@ class Web:
         if error:
             self.error = error
         _unload()
+        app = self.app
+        if app.ota_job is None and (app.autoupdate is None or app.autoupdate.checker is None):
+            app.board.forget_ota()
+            unload(OTA_MODULES)
         asyncio.create_task(self._measure())
 
     async def _measure(self):

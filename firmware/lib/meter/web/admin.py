@@ -3,8 +3,9 @@ drops it again afterwards; docs/web.md).
 
 - enable(source): opens the window: the server task "web" runs under the
   supervisor in the firmware's loop. The window ends after WINDOW_S (the
-  test-only setting test.web_window_s may shorten it), from the menu, when
-  the service is switched off, or when the firmware stops: the listening
+  test-only setting test.web_window_s may shorten it; while a firmware
+  upload runs, the end waits for it), from the menu, when the service is
+  switched off (an upload is then cancelled), or when the firmware stops: the listening
   socket is closed, every connection and streaming response is cancelled,
   every session ends and the setup access point closes; then meter.web
   unloads the modules and measures the heap.
@@ -44,6 +45,9 @@ class WebAdmin:
         self.verifying = False
         self.error = None
         self.port = None  # the port of the open window (443 with TLS on the device)
+        # the Firmware page's upload state (meter.web.route_firmware.Firmware)
+        self.firmware = None
+        self.landing = None  # where a login goes instead of "/" (after an update's restart)
         self.wifi = WifiSetup(app, self)  # the setup access point, scan and join
 
     # -- the window ----------------------------------------------------------
@@ -86,19 +90,23 @@ class WebAdmin:
             return None
         return ip if port == 80 else "%s:%d" % (ip, port)
 
-    def enable(self, source):
-        """Open the window (or restart its 10 minutes). Returns None, or why not."""
+    def enable(self, source, seconds=None):
+        """Open the window (or restart its 10 minutes; seconds: a shorter
+        one). Returns None, or why not."""
         app = self.app
         if not self.allowed():
             return "switched off in Services"
         if self.web.closing:
             return "still closing; try again"
-        self.until = time.ticks_add(time.ticks_ms(), self.window_s() * 1000)
+        s = min(seconds or WINDOW_S, self.window_s())
+        self.until = time.ticks_add(time.ticks_ms(), s * 1000)
         if self.on:
             return None
         self.on = True
         self.error = None
-        app.audit.append(source, "web-admin", "on", "%d s" % self.window_s())
+        if source == "ota":  # reopened after an update's restart: the result first
+            self.landing = "/firmware"
+        app.audit.append(source, "web-admin", "on", "%d s" % s)
         app.sup.spawn("web", self._run)
         return None
 
@@ -121,11 +129,17 @@ class WebAdmin:
             if self.throttle is not None:
                 self.throttle.flush()  # failed-login counts deferred to spare the flash
             if time.ticks_diff(time.ticks_ms(), self.until) >= 0:
-                self.disable("window")
+                if not self.uploading():  # (an upload ends within its own limits)
+                    self.disable("window")
             elif settings.seq != seen:  # a stored change (announced by the store)
                 seen = settings.seq
                 if not self.allowed():
                     self.disable("service off")
+
+    def uploading(self):
+        """A firmware file is being received."""
+        f = self.firmware
+        return f is not None and f.up is not None
 
     async def _start(self):
         try:
@@ -146,7 +160,7 @@ class WebAdmin:
         if ctx is not None and port == 80:
             port = 443
         self.port = port
-        srv = server.Server(site.build(self), host, port, ssl=ctx)
+        srv = server.Server(site.build(self), host, port, ssl=ctx, streamed=site.STREAMED)
         ctx = None
         try:
             await srv.start()
@@ -194,6 +208,8 @@ class WebAdmin:
             if t is not None and t is not asyncio.current_task():
                 t.cancel()
             t = None
+            if self.uploading():  # cancelled with its connection below: says why
+                self.firmware.closing = "the Web Admin was closed during the upload (%s)" % reason
             srv = self.server
             self.server = None
             if srv is not None:
@@ -212,6 +228,7 @@ class WebAdmin:
         self.throttle = None
         self.presence = None
         self.verifying = False
+        self.firmware = None
         self.app.audit.append(reason if reason in ("menu", "web", "control") else "system",
                               "web-admin", "off", reason)
         log.info("web: closed (%s)" % reason)

@@ -54,7 +54,7 @@ JS = b"""'use strict';
 
 NAV = (("/", "Dashboard"), ("/energy", "Energy"), ("/network", "Network"),
        ("/wifi", "Wi-Fi setup"), ("/services", "Services"), ("/tokens", "Tokens"),
-       ("/security", "Security"), ("/device", "Device"))
+       ("/security", "Security"), ("/firmware", "Firmware"), ("/device", "Device"))
 
 MESSAGES = {
     "out": ("ok", "You are logged out."),
@@ -65,6 +65,8 @@ MESSAGES = {
     "locked": ("ok", "The module is locked: all configuration is read-only."),
     "unlocked": ("ok", "The module is unlocked."),
     "lock-changed": ("ok", "Lock password changed."),
+    "updated": ("ok", "The device has restarted after the firmware update. Log in again to see "
+                "how it went."),
 }
 LOCKED_TEXT = ("Module locked: all configuration is read-only. Unlock it on the Security "
                "page.")
@@ -244,6 +246,13 @@ def add(web):
         from meter.web import assets
 
         return Response(assets.CSS, 200, {"Content-Type": "text/css; charset=UTF-8"})
+
+    @web.get("/static/fw.js")
+    async def fw_js(req):
+        from meter.web import assets
+
+        return Response(assets.FW_JS, 200,
+                        {"Content-Type": "application/javascript; charset=UTF-8"})
 
     @web.get("/static/clock.js")
     async def clock_js(req):

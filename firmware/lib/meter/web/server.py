@@ -16,7 +16,11 @@ owns the sockets and hands microdot a parsed request:
 - the request head must arrive within HEAD_MS and fit MAX_HEAD bytes and
   MAX_HEADERS lines (else closed / 431), the body within BODY_MS and
   MAX_BODY bytes (else 413, decided from Content-Length before reading);
-  the handler and the response have deadlines too. A reaper cancels any
+  the handler and the response have deadlines too. The paths in
+  `streamed` (the firmware upload) are the exception: their body is not
+  read here but handed to the handler as a stream (wire.Body), which
+  marks the connection as uploading (upload()): no longer evictable, no
+  handler turn held, its own deadline. A reaper cancels any
   connection past its deadline. A request is read into a buffer of the
   shared pool (below), the response is gathered in the same buffer once
   the request is parsed, and at most MAX_HANDLERS
@@ -42,11 +46,11 @@ from microdot import Request, Response
 from meter import log, memory
 from meter.web import admission
 from meter.web.admission import MAX_PEEK, PEEK_MS
-# (BUF, MAX_HEAD, parse_head, peer_ip, host_ok, request_refusal: the tests
-# name them through server)
-from meter.web.wire import (BUF, BUSY, MAX_BODY, MAX_HEAD, READ, REASONS, Out,  # noqa: F401
-                            Reject, error_bytes, host_ok, parse_head, peer_ip, read_head, refuse,
-                            request_refusal, send_now)
+# (BUF, MAX_HEAD, READ, parse_head, peer_ip, host_ok, request_refusal: the
+# tests name them through server)
+from meter.web.wire import (BUF, MAX_BODY, MAX_HEAD, READ, Body, Reject,  # noqa: F401
+                            error_bytes, host_ok, parse_head, peer_ip, read_head, refuse,
+                            request_refusal, respond, send_now)
 
 
 def _print_exception(exc):
@@ -83,21 +87,9 @@ MAX_HANDLERS = 2
 _PEEK = bytearray(READ)
 
 # phases of a connection; the first two are "still sending its request"
-HEAD, BODY, HANDLE, WRITE, STREAM = 0, 1, 2, 3, 4
-
-SECURITY_HEADERS = (
-    ("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; "
-     "img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-     "base-uri 'none'"),
-    ("X-Frame-Options", "DENY"),
-    ("Cache-Control", "no-store"),
-    ("Pragma", "no-cache"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "same-origin"),  # no-referrer would make browsers send Origin: null
-    ("Cross-Origin-Opener-Policy", "same-origin"),
-    ("Cross-Origin-Resource-Policy", "same-origin"),
-    ("Connection", "close"),
-)
+# (meter.web.admission evicts only those); UPLOAD: a streamed body being
+# read by its handler
+HEAD, BODY, HANDLE, WRITE, STREAM, UPLOAD = 0, 1, 2, 3, 4, 5
 
 _WHY = {0: "r_idle", -1: "r_closed", -2: "r_displaced", -3: "r_memory"}
 
@@ -111,6 +103,7 @@ class Conn:
         self.got = 0  # bytes of the request received so far
         self.buf = None  # its request buffer, from the shared pool
         self.sock = None  # its socket (meter.web.live asks it whether the client has gone)
+        self.turn = False  # holds one of the MAX_HANDLERS turns
         self.deadline = time.ticks_add(now, HEAD_MS)
 
     def set(self, phase, ms):
@@ -121,8 +114,11 @@ class Conn:
 class Server:
     """Serves a microdot app on (host, port) under the limits above."""
 
-    def __init__(self, app, host, port, ssl=None, max_conn=MAX_CONN):
+    def __init__(self, app, host, port, ssl=None, max_conn=MAX_CONN, streamed=()):
+        """streamed: the paths whose POST body the handler reads itself
+        (req.stream, a wire.Body), whatever its length."""
         self.app = app
+        self.streamed = streamed
         # A handler that runs out of memory is answered 503 (try again), as
         # a request refused at admission is; never microdot's 500.
         app.errorhandler(MemoryError)(_no_memory)
@@ -188,6 +184,18 @@ class Server:
                 if time.ticks_diff(now, c.deadline) > 0:
                     self.stats["timeouts"] += 1
                     c.task.cancel()
+
+    def upload(self, conn, ms):
+        """A handler starts reading a streamed body: the connection is no
+        longer "sending its request" (never evicted), gives its handler
+        turn back (an upload takes minutes) and gets ms to finish."""
+        conn.set(UPLOAD, ms)
+        self._release(conn)
+
+    def _release(self, conn):
+        if conn.turn:
+            conn.turn = False
+            self.handling -= 1
 
     def _free(self):
         return len(self.conns) < self.max_conn and bool(self._bufs)
@@ -313,6 +321,7 @@ class Server:
             if "Transfer-Encoding" in headers:
                 raise Reject(501)
             n = 0
+            stream = None
             if "Content-Length" in headers:
                 cl = headers["Content-Length"]
                 if not cl.isdigit() or len(cl) > 9:
@@ -320,9 +329,12 @@ class Server:
                 n = int(cl)
             elif method == "POST":
                 raise Reject(411)
-            if n > MAX_BODY:
+            if method == "POST" and url.split("?", 1)[0] in self.streamed:
+                # read by its handler (the bytes that came with the head first)
+                stream = Body(reader, buf, start, conn.got, n)
+            elif n > MAX_BODY:
                 raise Reject(413)
-            if conn.got < start + n:
+            elif conn.got < start + n:
                 conn.set(BODY, BODY_MS)
                 mv = memoryview(buf)
                 while conn.got < start + n:
@@ -330,7 +342,7 @@ class Server:
                     if k == 0:
                         return  # the client went away
                     conn.got += k or 0
-            body = bytes(memoryview(buf)[start:start + n])
+            body = b"" if stream else bytes(memoryview(buf)[start:start + n])
         except Reject as r:
             # answered with one non-blocking send: a bad request never holds
             # a slot while its answer drains
@@ -343,54 +355,30 @@ class Server:
         while self.handling >= MAX_HANDLERS:
             await asyncio.sleep_ms(5)
         self.handling += 1
-        held = True
+        conn.turn = True
         try:
             try:
                 req = Request(self.app, (conn.ip, 0), method, url, version, headers, body=body,
-                              stream=None, sock=(reader, writer), scheme=self.scheme)
+                              stream=stream, sock=(reader, writer), scheme=self.scheme)
             except (ValueError, UnicodeError, IndexError):  # e.g. a bad %-escape in the query
                 self.stats["rejected"] += 1
                 send_now(writer, error_bytes(400))
                 return
+            stream = None
+            if req.content_length > MAX_BODY:  # streamed: microdot's own cap (16 KB) is not ours
+                req.max_content_length = req.content_length
             req.g.conn = conn
             req.g.server = self
             res = await self.app.dispatch_request(req)
             req = None
             if conn.phase == STREAM:  # a stream sets its own deadlines, holds no turn
-                self.handling -= 1
-                held = False
+                self._release(conn)
             else:
                 conn.set(WRITE, WRITE_MS)
             self.stats["served"] += 1
-            await self._write(res, writer, buf)
+            await respond(res, writer, buf)
         finally:
-            if held:
-                self.handling -= 1
-
-    async def _write(self, res, writer, buf):
-        if res is Response.already_handled:
-            return
-        h = res.headers
-        for k, v in SECURITY_HEADERS:
-            if k not in h:
-                h[k] = v
-        if res.status_code in REASONS and res.reason is None:
-            res.reason = REASONS[res.status_code]
-        # The request has been parsed out of buf: its bytes are the
-        # response's send buffer now (no allocation per response). An event
-        # stream is sent event by event; anything else in buffer-sized sends.
-        out = Out(writer, buf, getattr(res.body, "__anext__", None) is not None)
-        try:
-            await res.write(out)
-            await out.aclose()
-        except MemoryError:
-            # Nothing sent yet (a page up to one buffer is sent whole at the
-            # end): answer 503 instead. Else the page is cut short; either
-            # way it is counted, and the connection closes.
-            memory.failed()
-            if not out.sent:
-                send_now(writer, BUSY)
-            log.warn("web: out of memory answering %d" % res.status_code)
+            self._release(conn)
 
 
 async def _no_memory(req, exc):

@@ -1,10 +1,14 @@
 """What goes over the wire for meter.web.server: the request head parsed
 under limits, the head read into a request buffer without ever growing it,
-responses gathered into that buffer, the one-send answers for requests
-that are refused or malformed, and the Host and Origin checks both servers
-apply (request_refusal). No sockets of its own, no state."""
+a streamed body read as its handler asks (Body), responses gathered into
+that buffer with the security headers (respond), the one-send answers for
+requests that are refused or malformed, and the Host and Origin checks
+both servers apply (request_refusal). No sockets of its own."""
 
+from microdot import Response
 from microdot.microdot import NoCaseDict
+
+from meter import log, memory
 
 MAX_HEAD = 1280
 MAX_HEADERS = 32
@@ -19,6 +23,20 @@ REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method 
             414: "URI Too Long", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
             500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
             505: "HTTP Version Not Supported"}
+
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; "
+     "img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+     "base-uri 'none'"),
+    ("X-Frame-Options", "DENY"),
+    ("Cache-Control", "no-store"),
+    ("Pragma", "no-cache"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),  # no-referrer would make browsers send Origin: null
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+    ("Connection", "close"),
+)
 
 BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
         b"Retry-After: 1\r\nConnection: close\r\n\r\nbusy\n")
@@ -129,6 +147,71 @@ class Out:
 
     async def aclose(self):
         await self._flush()
+
+
+async def respond(res, writer, buf):
+    """Send a microdot response with the security headers, gathered in buf."""
+    if res is Response.already_handled:
+        return
+    h = res.headers
+    for k, v in SECURITY_HEADERS:
+        if k not in h:
+            h[k] = v
+    if res.status_code in REASONS and res.reason is None:
+        res.reason = REASONS[res.status_code]
+    # The request has been parsed out of buf: its bytes are the response's
+    # send buffer now (no allocation per response). An event stream is sent
+    # event by event; anything else in buffer-sized sends.
+    out = Out(writer, buf, getattr(res.body, "__anext__", None) is not None)
+    try:
+        await res.write(out)
+        await out.aclose()
+    except MemoryError:
+        # Nothing sent yet (a page up to one buffer is sent whole at the
+        # end): answer 503 instead. Else the page is cut short; either way
+        # it is counted, and the connection closes.
+        memory.failed()
+        if not out.sent:
+            send_now(writer, BUSY)
+        log.warn("web: out of memory answering %d" % res.status_code)
+
+
+class Body:
+    """A request body that its handler reads as it goes (the firmware
+    upload: up to 1.5 MiB, never held whole): readinto(mv) hands out first
+    the bytes that arrived with the head (buf[start:got]), then reads the
+    socket, never past Content-Length (then 0, as at the end of a stream).
+    None: woken without data (TLS), ask again."""
+
+    def __init__(self, reader, buf, start, got, length):
+        self.r = reader
+        self.buf = buf
+        self.i = start
+        self.end = min(got, start + length)  # the body bytes already in buf
+        self.left = length  # not handed out yet
+
+    def spare(self):
+        """The part of the connection's request buffer that a request head
+        never reaches (1 KiB): a handler may read the body into it, so that
+        an upload allocates no buffer of its own. Gone once the response
+        is written into the buffer."""
+        return memoryview(self.buf)[MAX_HEAD + 4:]
+
+    async def readinto(self, mv):
+        n = min(len(mv), self.left)
+        if n <= 0:
+            return 0
+        k = self.end - self.i
+        if k > 0:
+            k = min(k, n)
+            mv[:k] = memoryview(self.buf)[self.i:self.i + k]
+            self.i += k
+        else:
+            k = await self.r.readinto(mv[:n])
+            if not k:
+                return k  # 0: the client went away; None: nothing yet
+        self.left -= k
+        return k
 
 
 async def read_head(reader, conn, buf):
