@@ -108,8 +108,7 @@ async def upload(keys, out):
 
 
 async def main():
-    cfg = Cfg({"update.enabled": True, "update.server": A["server"], "update.ip": A.get("ip", ""),
-               "update.interval_h": A.get("interval", 24)})
+    cfg = Cfg({"update.server": A["server"], "update.ip": A.get("ip", "")})
     keys = {int(k): bytes.fromhex(v) for k, v in A["keys"].items()}
     f = Fetcher(cfg, HostOta(A["state"]), "host", audit=Audit(), progress=progress, busy=busy,
                 keys=keys, version=A["version"], **A.get("tune", {}))

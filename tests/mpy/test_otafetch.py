@@ -28,7 +28,7 @@ SHA = "ab" * 32
 
 class Cfg:
     def __init__(self, **kw):
-        self.d = dict(otafetch.DEFAULTS)
+        self.d = {"update.server": "", "update.ip": "", "update.ca": None}
         self.d.update({k.replace("_", "."): v for k, v in kw.items()})
 
     def get(self, key):
@@ -48,8 +48,8 @@ def test_settings_config_reads_the_store_the_defaults_and_the_ca_file():
     s.update({"update.server": "https://updates.test/meter"}, "test")
     c = SettingsConfig(s, d)
     assert c.get("update.server") == "https://updates.test/meter"
-    # keys the schema does not have yet: the fetcher's defaults
-    assert c.get("update.interval_h") == 24 and c.get("update.enabled") is False
+    # keys not set: the store's defaults
+    assert c.get("update.ip") == "" and c.get("update.interval_h") == 24
     assert c.get("update.ca") is None, "no CA file: None (the check says so)"
     with open(d + "/update-ca.crt", "wb") as f:
         f.write(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")

@@ -18,8 +18,8 @@ from meter import VERSION
 STATUS_PROGRESS = const(10)  # an update being written outranks everything
 STATUS_ROLLBACK = const(30)  # after the core faults (meter/home.py)
 STATUS_FAILED = const(31)
-_SHOW_MS = const(10000)  # NOT UPDATED / UPDATED over the pages (otastatus.SHOW_FAILED_MS)
-_FAILED_MS = const(600000)  # UPDATE FAILED on the status line (otastatus.FAILED_STATUS_MS)
+_SHOW_MS = const(10000)  # NOT UPDATED / UPDATED over the pages
+_FAILED_MS = const(600000)  # UPDATE FAILED on the status line
 _ROLLBACK_MS = const(60000)  # after a start that rolled back, over the pages
 _BAR = const(14)  # the progress bar's cells, inside [ ]
 

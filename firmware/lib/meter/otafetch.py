@@ -50,19 +50,12 @@ _MANIFEST_MAX = const(512)
 _NEED = const(20 * 1024)
 _BUSY = "the Settings menu is in use: try again later"
 
-# What the fetcher reads from its config object (docs/ota.md lists them as
-# settings keys; "update.ca" is the file update-ca.crt).
-DEFAULTS = {
-    "update.enabled": False,  # the periodic check (check_now() works regardless)
-    "update.server": "",  # base URL: the manifest is <server>/<target>.json
-    "update.ip": "",  # dialled instead of resolving the server's name ("" = resolve)
-    "update.interval_h": 24,
-    "update.ca": None,
-}
-
-
 class SettingsConfig:
-    """The fetcher's view of the settings store and the provisioned files."""
+    """The fetcher's view of the settings store and the provisioned files:
+    get("update.server") (base URL: the manifest is <server>/<target>.json),
+    get("update.ip") (dialled instead of resolving the server's name, "" =
+    resolve), both with the store's defaults (meter/settings.py), and
+    get("update.ca"): the file update-ca.crt, or None."""
 
     def __init__(self, settings, files):
         self.settings = settings
@@ -75,10 +68,7 @@ class SettingsConfig:
                     return f.read()
             except OSError:
                 return None
-        try:
-            return self.settings.get(key)
-        except KeyError:  # not in the schema (yet): the default
-            return DEFAULTS[key]
+        return self.settings.get(key)
 
 
 class _Ram:
@@ -110,7 +100,7 @@ class Fetcher:
     def __init__(self, cfg, ota_parts, target, audit=None, state=None, settings=None,
                  progress=None, busy=None, on_installed=None, on_result=None, keys=None,
                  version=VERSION, secver=SECURITY_VERSION, **tune):
-        """cfg.get(key) for the keys in DEFAULTS; ota_parts: board.ota();
+        """cfg.get(key) as SettingsConfig's; ota_parts: board.ota();
         target: board name; progress(bytes, total) while a file is written;
         busy(): None, or why no check may start now (True: the Settings
         menu is in use); on_installed(version); on_result(source, outcome,
