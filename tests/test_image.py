@@ -113,6 +113,20 @@ def test_partition_table_has_two_app_slots_that_hold_the_image(built):
     assert os.path.getsize(built) < table["ota_0"][2] - 4096
 
 
+def test_a_clone_made_elsewhere_finds_the_pinned_source(tmp_path):
+    """CI's clean clone may sit in a temporary directory, far from
+    ../shared: the image build looks beside the repository it was cloned
+    from too, so that it needs no network."""
+    if not os.path.isdir(image.SHARED):
+        pytest.skip("no ../shared/micropython beside this checkout either")
+    clone = tmp_path / "elsewhere" / "clone"
+    subprocess.run(["git", "clone", "-q", ROOT, str(clone)], check=True)
+    out = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'tools'); "
+                          "import image; print(image.SHARED)"], cwd=str(clone),
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert os.path.realpath(out) == os.path.realpath(image.SHARED), out
+
+
 def test_source_with_a_wrong_hash_is_refused(tmp_path, monkeypatch):
     fake = tmp_path / "shared"
     fake.mkdir()

@@ -24,7 +24,8 @@ files needs about three times the heap for the same firmware
 image at the device budget (tools/sim.py DEVICE_HEAP).
 
 The MicroPython source is pinned by version and sha256 (MP_*). It comes
-from ../shared/micropython/ when that is there (no network needed); on a
+from ../shared/micropython/ when that is there, beside the checkout or
+beside the repository a clone was made from (no network needed); on a
 machine with network access the same version is cloned by tag instead. Both
 the device board (firmware/boards/METER_ESP32) and this host image freeze
 the one firmware manifest (firmware/boards/manifest.py). The result is
@@ -47,7 +48,31 @@ MP_VERSION = "1.28.0"
 MP_TARBALL = "micropython-%s-src.tar.gz" % MP_VERSION
 MP_SHA256 = "2f1e2992dfe87ddfaed631fa1d0fa813d1e55794f4aea1df6ae32ff7d5ea50ea"
 MP_GIT = "https://github.com/micropython/micropython"
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "micropython")
+
+
+def _shared_dir():
+    """../shared/micropython beside this checkout or, failing that, beside
+    the repository it was cloned from (and so on, a few clones back): a
+    clean clone made elsewhere (say in a temporary directory, as CI may)
+    still finds the pinned source without a network."""
+    here = os.path.join(os.path.dirname(ROOT), "shared", "micropython")
+    repo = ROOT
+    for _ in range(4):
+        there = os.path.join(os.path.dirname(repo), "shared", "micropython")
+        if os.path.isdir(there):
+            return there
+        try:
+            origin = subprocess.run(["git", "-C", repo, "remote", "get-url", "origin"],
+                                    capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            break
+        if not origin or not os.path.isdir(origin):  # not a local clone
+            break
+        repo = os.path.abspath(origin.rstrip("/"))
+    return here
+
+
+SHARED = _shared_dir()
 BUILD = os.path.join(ROOT, "build")
 SRC = os.path.join(BUILD, "micropython-" + MP_VERSION)
 OUT = os.path.join(BUILD, "image")
