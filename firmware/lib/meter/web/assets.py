@@ -153,6 +153,9 @@ FW_JS = b"""'use strict';
     timer = window.setInterval(function () { get(device); }, 1500);
   }
   stop.addEventListener('click', function () { if (xhr) { xhr.abort(); } });
+  // the button comes disabled: pressed before this script ran, the form
+  // would post itself and show the ticket's raw JSON (seen on a loaded machine)
+  btn.disabled = false;
   form.addEventListener('submit', function (e) {
     e.preventDefault();
     var f = file.files[0], max = parseInt(form.getAttribute('data-max'), 10);

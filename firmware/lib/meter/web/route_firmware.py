@@ -231,7 +231,7 @@ async def page(req):
         "<label>Update file <input type=\"file\" id=\"fw-file\" accept=\".bin,"
         "application/octet-stream\"></label><label>Your password <input type=\"password\" "
         "name=\"password\" id=\"fw-pass\" autocomplete=\"current-password\"></label>"
-        "<button id=\"fw-upload\">Upload and install</button> <button type=\"button\" "
+        "<button id=\"fw-upload\" disabled>Upload and install</button> <button type=\"button\" "
         "id=\"fw-cancel\" hidden>Cancel</button></form>"
         "<p><progress id=\"fw-bar\" max=\"100\" value=\"0\" hidden></progress> "
         "<span id=\"fw-sent\"></span> <span id=\"fw-dev\"></span></p>"
