@@ -256,6 +256,11 @@ def test_bad_files_are_refused_with_the_reason_and_nothing_changes(sim, imgs, br
     page.set_viewport_size({"width": 360, "height": 800})  # a phone: no sideways scrolling
     sw, iw = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
     assert sw <= iw, "the Firmware page at 360 px is %d px wide" % sw
+    # Upload comes disabled and only fw.js enables it: pressed before the
+    # script ran (a slow page), the form would post itself and show JSON
+    raw = page.context.request.get(page.base + "/firmware").text()
+    assert '<button id="fw-upload" disabled>' in raw, raw[:3000]
+    assert page.is_enabled("#fw-upload"), "fw.js did not enable Upload"
     for name, why in BAD:
         uwh = counters(sim)
         watch = Screens(sim.port)
