@@ -12,7 +12,9 @@ benchmark and the tests (control command `mem`).
 
 import gc
 import sys
+import time
 
+import asyncio
 from micropython import const
 
 # A new connection, page or stream needs this much free heap after a
@@ -35,7 +37,17 @@ NET_BUF = const(2308)
 NET_BUFS = const(4)
 _net = None
 
-stats = {"refused": 0, "errors": 0}
+# How long a newcomer waits for room before it is judged (the server's
+# admission, meter/web/server.py), and how often it looks. What holds the
+# heap short is most often a page or a publish in flight, gone within a
+# fraction of a second: an app asking for its stream while the admin's page
+# renders was refused 503 for that moment (tests/test_memory.py, 1 run in
+# 10 under load). Each look collects, so one newcomer waits at a time.
+WAIT_MS = const(1000)
+LOOK_MS = const(100)
+_waiting = False
+
+stats = {"refused": 0, "errors": 0, "waited": 0}
 
 
 def reserve():
@@ -52,15 +64,41 @@ def net_buffers():
     return _net
 
 
-def room(need=_ROOM):
-    """True when `need` bytes are free, collecting first if they are not."""
+def _enough(need):
     if gc.mem_free() >= need:
         return True
     gc.collect()
-    if gc.mem_free() >= need:
+    return gc.mem_free() >= need
+
+
+def room(need=_ROOM):
+    """True when `need` bytes are free, collecting first if they are not."""
+    if _enough(need):
         return True
     stats["refused"] += 1
     return False
+
+
+async def wait_room(need=_ROOM):
+    """Wait, up to WAIT_MS, until `need` bytes are free; then room()
+    decides. Returns at once when they are free or another newcomer is
+    already waiting (a flood must not keep the loop collecting)."""
+    global _waiting
+    if _waiting or gc.mem_free() >= need:
+        return
+    _waiting = True
+    try:
+        t0 = time.ticks_ms()
+        looked = False
+        while not _enough(need):
+            if time.ticks_diff(time.ticks_ms(), t0) >= WAIT_MS:
+                return
+            await asyncio.sleep_ms(LOOK_MS)
+            looked = True
+        if looked:
+            stats["waited"] += 1
+    finally:
+        _waiting = False
 
 
 def failed():
@@ -116,7 +154,8 @@ def snapshot(args=None):
 
         micropython.mem_info(1)
     return {"free": gc.mem_free(), "used": gc.mem_alloc(), "largest_free": largest_free(),
-            "refused": stats["refused"], "errors": stats["errors"]}
+            "refused": stats["refused"], "errors": stats["errors"], "waited": stats["waited"],
+            "waiting": _waiting}
 
 
 def unload(names):

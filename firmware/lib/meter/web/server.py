@@ -228,8 +228,14 @@ class Server:
         return n if n else -1
 
     async def _accept(self, reader, writer):
-        now = time.ticks_ms()
         self.stats["accepted"] += 1
+        try:
+            # short of heap for a moment (a page or a publish in flight):
+            # wait for it before the request is looked at (meter/memory.py)
+            await memory.wait_room()
+        except asyncio.CancelledError:
+            pass  # the server closes: judged below
+        now = time.ticks_ms()
         # What the client has sent already (a real one sends its request with
         # the connection; TLS needs its handshake first, so not there).
         n = 0 if self.ssl else self._peek_now(writer)
