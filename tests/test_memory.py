@@ -7,6 +7,7 @@ others check that windows give their memory back, that the page that used
 to fail after pairing renders, and that a short heap is answered 503
 instead of a failing page."""
 
+import contextlib
 import os
 import re
 import threading
@@ -156,22 +157,31 @@ def test_security_and_tokens_pages_after_pairing(tmp_path):
         assert sim.quit() == 0
 
 
-def test_a_short_heap_is_answered_503_not_a_broken_page(tmp_path):
-    """With the heap held nearly full, a page is refused before it starts
-    (503 with Retry-After) and metering and the display carry on; when the
-    memory is back, the same page renders."""
+@contextlib.contextmanager
+def _short_heap(tmp_path):
+    """A simulator with the Web Admin open, an admin logged in, and all but
+    a few KB of the heap held (`mem hog`; pieces leave holes: repeated)."""
     port = free_port()
     with Sim(tmp_path / "dev", "--web-port", str(port), profile="house") as sim:
         sim.wait_screen("POWER W")
         assert sim.cmd("web", "on") == {"error": None}
         wait_port(port)
         web = WebClient(port).login(first=True, sim=sim)
-        for _ in range(5):  # hold all but a few KB (pieces leave holes: repeat)
+        for _ in range(5):
             free = sim.cmd("mem")["free"]
             if free < 8 * 1024:
                 break
             sim.cmd("mem", "hog", free - 6 * 1024)
         assert sim.cmd("mem")["free"] < 8 * 1024
+        yield sim, web
+
+
+def test_a_short_heap_is_answered_503_not_a_broken_page(tmp_path):
+    """With the heap held nearly full, a page is refused before it starts
+    (503 with Retry-After, once its wait for the memory, meter/memory.py
+    WAIT_MS, runs out) and metering and the display carry on; when the
+    memory is back, the same page renders."""
+    with _short_heap(tmp_path) as (sim, web):
         r, text = web.call("GET", "/security")
         assert r.status == 503 and r.getheader("Retry-After"), (r.status, text[:300])
         before = sim.state_()["counters_uwh"]["imp_t"]
@@ -189,18 +199,7 @@ def test_a_moment_short_of_heap_is_waited_out_not_refused(tmp_path):
     """A page asked for while the heap is short (what a page or a publish
     in flight holds for a moment) waits for the memory to come back, up to
     meter/memory.py WAIT_MS, and is served: no 503, nothing refused."""
-    port = free_port()
-    with Sim(tmp_path / "dev", "--web-port", str(port), profile="house") as sim:
-        sim.wait_screen("POWER W")
-        assert sim.cmd("web", "on") == {"error": None}
-        wait_port(port)
-        web = WebClient(port).login(first=True, sim=sim)
-        for _ in range(5):
-            free = sim.cmd("mem")["free"]
-            if free < 8 * 1024:
-                break
-            sim.cmd("mem", "hog", free - 6 * 1024)
-        assert sim.cmd("mem")["free"] < 8 * 1024
+    with _short_heap(tmp_path) as (sim, web):
         got = []
         t = threading.Thread(target=lambda: got.append(web.call("GET", "/security")))
         t.start()
